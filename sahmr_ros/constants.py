@@ -1,0 +1,76 @@
+"""Named constants of SA-HMR (CVPR 2023), in one place.
+
+Units are metres and pixels. Frames:
+
+* camera optical frame (OpenCV / ROS ``*_optical_frame``): x right, y down, z forward;
+* map frame (REP-103): the pre-scanned scene's world frame, z up.
+
+Values are those of the paper and the official code (zju3dv/SA-HMR @ c57d244);
+the comment on each says what it means there.
+"""
+
+from __future__ import annotations
+
+# --- image crop (official `squared_crop_and_resize`) ---------------------------------------------
+CROP_SIZE_PX = 224  # side of the square network input
+CROP_SCALE = 1.15  # crop half size = max(w, h) / 2 * CROP_SCALE at test time
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# --- scene and frustum ------------------------------------------------------------------------------
+SCENE_PITCH_M = 0.02  # the pre-scanned scene is voxelised at 2 cm
+FRUSTUM_NEAR_M = 0.5  # crop box unprojected between these depths (camera z)
+FRUSTUM_FAR_M = 12.5
+
+# --- RCNet: root and contact ----------------------------------------------------------------------
+HEATMAP_SIZE = 56  # root_net output resolution (stride 4 of the 224 crop)
+ROOT_NET_CHANNELS = 41  # pelvis heatmap (1) + depth (1) + feature map (32) + aux part heatmaps (7)
+ROOT_NET_PELVIS_CHANNEL = 0
+ROOT_NET_DEPTH_CHANNEL = 1
+ROOT_NET_FEATURE_CHANNELS = slice(2, 34)  # 32-d map sampled at voxel centres
+ROOT_NET_AUX_CHANNELS = slice(34, 41)  # 7 auxiliary 2D part-contact heatmaps (training only)
+ROOT_FEATURE_DIM = 32
+ROI_ANCHOR_SPACING_M = 0.5  # anchors at -0.5, 0, +0.5 m along camera z around the coarse root
+ROI_RADIUS_M = 1.25  # scene points kept within this distance of any anchor
+CONTACT_VOXEL_M = 0.05  # voxel size of the sparse 3D CNN
+CONTACT_NET_IN_DIM = 3 + ROOT_FEATURE_DIM  # (anchor - voxel centre) ++ sampled image feature
+CONTACT_NET_OUT_DIM = 12  # confidence (1) + offset xyz (3) + contact logits (8)
+NUM_CONTACT_POINTS = 500  # contact points handed to the mesh network (padded / subsampled)
+
+# Contact labels: 0 none, 1..7 body parts (official seg_part_info 'predefined_segparts').
+CONTACT_PART_NAMES = (
+    "none",
+    "left_foot",
+    "right_foot",
+    "left_hand",
+    "right_hand",
+    "back",
+    "gluteus",
+    "thighs",
+)
+NUM_CONTACT_CLASSES = len(CONTACT_PART_NAMES)
+# Left/right mirror of the 7 parts (labels 1..7 -> index 0..6), for flip augmentation.
+CONTACT_PART_FLIP = (1, 0, 3, 2, 4, 5, 6)
+# Display colours per label (RGB, 0..255); label 0 is grey.
+CONTACT_PART_COLORS = (
+    (128, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+)
+
+# --- body model -------------------------------------------------------------------------------------
+NUM_VERTICES = 6890  # SMPL topology
+NUM_FACES = 13776
+NUM_VERTICES_MID = 1723  # mesh_downsampling level 1
+NUM_VERTICES_COARSE = 431  # mesh_downsampling level 2
+NUM_SMPL_JOINTS = 24
+NUM_H36M_JOINTS = 17
+H36M_PELVIS = 0  # row of J_regressor_h36m_correct that defines the root
+H36M_J17_TO_J14 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
+NUM_JOINTS14 = len(H36M_J17_TO_J14)
+NUM_MESH_TOKENS = NUM_JOINTS14 + NUM_VERTICES_COARSE  # 445

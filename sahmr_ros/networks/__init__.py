@@ -1,0 +1,1 @@
+"""Neural networks of SA-HMR: plain ``nn.Module``s with typed outputs, no pre- or post-processing."""
