@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` (embedded default, no downloads) and `make test`.
+# Both create .venv on first use. TORCH_SPEC picks the torch build: the default is the CPU
+# 2.13.0 wheel; on a GPU machine e.g. TORCH_SPEC="torch==2.13.0" SPCONV=spconv-cu126.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+SPCONV ?= spconv
+PY := $(VENV)/bin/python
+OUT ?= demo_out
+
+.PHONY: demo test bench clean-venv
+
+$(VENV)/.installed: setup.py setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q "$(SPCONV)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/sahmr demo --out $(OUT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/latency.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""sahmr_ros checkpoints: a state_dict plus the preset and provenance metadata.
+
+File layout (``torch.save`` of a plain dict, read back with ``weights_only=True``)::
+
+    {"format": "sahmr_ros", "format_version": 1, "preset": "official" | "small",
+     "state_dict": {name: tensor}, "metadata": {str: str | int | float}}
+
+Official release files (``sahmr_*_e30.pth``) are converted to this layout by
+``sahmr import-checkpoint``; loading one directly is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sahmr_ros.errors import CheckpointError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = "sahmr_ros"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, preset: str, metadata: dict | None = None) -> Path:
+    """Write ``model``'s state_dict with its preset and metadata; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "preset": preset,
+        "state_dict": state,
+        "metadata": dict(metadata or {}),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, expected_preset: str | None = None) -> dict:
+    """Read and validate a sahmr_ros checkpoint (never executes pickled code).
+
+    Args:
+        path: ``.pt`` file written by :func:`save_checkpoint` or ``sahmr import-checkpoint``.
+        expected_preset: refuse a checkpoint of another preset.
+
+    Returns:
+        The payload dict (keys ``preset``, ``state_dict``, ``metadata``, ...).
+
+    Raises:
+        CheckpointError: missing, unreadable, not a sahmr_ros checkpoint, or another preset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"checkpoint {path}: unreadable or corrupt ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and "network" in payload:
+            raise CheckpointError(
+                f"checkpoint {path}: this is an official SA-HMR release file; convert it first with "
+                f"`sahmr import-checkpoint {path} -o OUT.pt`"
+            )
+        raise CheckpointError(f"checkpoint {path}: not a sahmr_ros checkpoint (no format='{FORMAT}' field)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path}: format_version {payload.get('format_version')!r} is not supported "
+            f"(this sahmr_ros reads {FORMAT_VERSION})"
+        )
+    if not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path}: field 'state_dict' missing or not a dict")
+    if expected_preset is not None and payload.get("preset") != expected_preset:
+        raise CheckpointError(
+            f"checkpoint {path}: preset {payload.get('preset')!r} does not match the requested preset "
+            f"{expected_preset!r}; pass --preset {payload.get('preset')} or another checkpoint"
+        )
+    return payload

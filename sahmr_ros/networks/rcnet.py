@@ -1,0 +1,243 @@
+"""RCNet: absolute root and scene contacts (SA-HMR stage A).
+
+Two calls, because the scene query between them depends on the first one's answer:
+
+1. :meth:`RCNet.estimate_root` - HRNet stride-4 trunk + 1x1 head (41 channels) on the crops:
+   pelvis heatmap argmax -> pixel, normalised depth ``d`` -> ``Z = d f_x / w_bbox``: the coarse root
+   in the camera frame, and the 32-d feature map.
+2. :meth:`RCNet.estimate_contacts` - the caller has selected the scene points near the three ROI
+   anchors (see :func:`select_roi`); they are voxelised at 5 cm, each voxel gets
+   ``(middle anchor - voxel centre) ++ feature map sampled at the voxel centre's projection`` and
+   the SPVCNN predicts a confidence, an offset to the root and 8 contact logits. The refined root
+   is ``sum_i softmax_i(sigmoid(conf_i)) (centre_i + offset_i)``; contact points are the ROI points
+   whose voxel's label is not 0.
+
+All coordinates are in the camera optical frame, metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sahmr_ros import constants as C
+from sahmr_ros.geometry import crop_normalized_coords, project_points, roi_anchors, root_from_heatmaps
+from sahmr_ros.networks.hrnet import HRNet, HRNetConfig
+from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
+
+__all__ = ["RCNetConfig", "RootEstimate", "ContactEstimate", "RCNet", "select_roi", "fixed_size_contacts"]
+
+
+@dataclass(frozen=True)
+class RCNetConfig:
+    """RCNet architecture. ``rounding``: sparse down-sampling rule (see networks.sparse)."""
+
+    hrnet: HRNetConfig
+    spvcnn: SPVCNNConfig
+    rounding: str = "floor"
+    voxel_size: float = C.CONTACT_VOXEL_M
+
+
+@dataclass
+class RootEstimate:
+    """Output of :meth:`RCNet.estimate_root` for B crops.
+
+    Attributes:
+        root_camera: (B, 3) coarse root, camera frame.
+        feature_map: (B, 32, 56, 56) image features for the voxels.
+        pelvis_heatmap: (B, 56, 56).
+        depth_map: (B, 56, 56) normalised depth ``d`` (``Z = d f_x / w_bbox``).
+        part_heatmaps: (B, 7, 56, 56) auxiliary 2D part-contact heatmaps (training signal).
+    """
+
+    root_camera: torch.Tensor
+    feature_map: torch.Tensor
+    pelvis_heatmap: torch.Tensor
+    depth_map: torch.Tensor
+    part_heatmaps: torch.Tensor
+
+
+@dataclass
+class ContactEstimate:
+    """Output of :meth:`RCNet.estimate_contacts` for B persons.
+
+    Attributes:
+        root_camera: (B, 3) refined root (the coarse root where a person has no ROI voxel).
+        num_voxels: (B,) ROI voxels per person (0: root from the image alone, no contacts).
+        voxel_batch: (V,) person of each voxel; voxel_centers (V, 3); voxel_outputs (V, 12).
+        voxel_labels: (V,) argmax contact label of each voxel.
+        contact_points: B tensors (k_b, 3): ROI scene points whose voxel label != 0.
+        contact_labels: B tensors (k_b,) int64 in 1..7.
+    """
+
+    root_camera: torch.Tensor
+    num_voxels: torch.Tensor
+    voxel_batch: torch.Tensor
+    voxel_centers: torch.Tensor
+    voxel_outputs: torch.Tensor
+    voxel_labels: torch.Tensor
+    contact_points: list[torch.Tensor]
+    contact_labels: list[torch.Tensor]
+
+
+class RootNet(nn.Module):
+    """HRNet stride-4 trunk + ``out_conv`` 1x1 to the 41 RCNet channels."""
+
+    def __init__(self, config: HRNetConfig):
+        super().__init__()
+        self.hrnet = HRNet(config, head="stride4")
+        self.out_conv = nn.Conv2d(self.hrnet.out_channels, C.ROOT_NET_CHANNELS, 1)
+
+    def forward(self, images_normalized: torch.Tensor) -> torch.Tensor:
+        return self.out_conv(self.hrnet(images_normalized))
+
+
+class RCNet(nn.Module):
+    """Root and contact network (official ``RCNet``)."""
+
+    def __init__(self, config: RCNetConfig):
+        super().__init__()
+        self.config = config
+        self.root_net = RootNet(config.hrnet)
+        self.contact_net = SPVCNN(config.spvcnn, rounding=config.rounding)
+        self.register_buffer("img_mean", torch.tensor(C.IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("img_std", torch.tensor(C.IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
+
+    def estimate_root(self, crops: torch.Tensor, bbx_lurb: torch.Tensor, K: torch.Tensor) -> RootEstimate:
+        """Coarse root and image features.
+
+        Args:
+            crops: (B, 3, 224, 224) RGB in [0, 1].
+            bbx_lurb: (B, 4) square crop boxes, full-image pixels.
+            K: (B, 3, 3) full-image intrinsics.
+        """
+        out = self.root_net((crops - self.img_mean) / self.img_std)  # (B, 41, 56, 56)
+        pelvis = out[:, C.ROOT_NET_PELVIS_CHANNEL]
+        depth = out[:, C.ROOT_NET_DEPTH_CHANNEL]
+        with torch.no_grad():
+            root = root_from_heatmaps(pelvis, depth, bbx_lurb.to(torch.float64), K.to(torch.float64))
+        return RootEstimate(
+            root_camera=root.to(out.dtype),
+            feature_map=out[:, C.ROOT_NET_FEATURE_CHANNELS],
+            pelvis_heatmap=pelvis,
+            depth_map=depth,
+            part_heatmaps=out[:, C.ROOT_NET_AUX_CHANNELS],
+        )
+
+    def estimate_contacts(
+        self,
+        root: RootEstimate,
+        roi_points: list[torch.Tensor],
+        bbx_lurb: torch.Tensor,
+        K: torch.Tensor,
+        anchor_root: torch.Tensor | None = None,
+    ) -> ContactEstimate:
+        """Refined root and contact points from the scene points of each person's ROI.
+
+        Args:
+            root: :meth:`estimate_root` output for the B persons.
+            roi_points: B tensors (N_b, 3), camera frame; N_b may be 0.
+            bbx_lurb: (B, 4); K: (B, 3, 3).
+            anchor_root: (B, 3) root used as ROI anchor and offset origin (default: the coarse root;
+                training replaces bad predictions by noisy ground truth here).
+        """
+        B = len(roi_points)
+        anchor = root.root_camera if anchor_root is None else anchor_root  # (B, 3)
+        dtype, device = root.feature_map.dtype, root.feature_map.device
+        vs = self.config.voxel_size
+
+        # voxelise every person's ROI points at once: (b, floor(p / 5 cm))
+        points = torch.cat([p.to(device=device, dtype=dtype) for p in roi_points], dim=0)  # (P, 3)
+        point_batch = torch.cat(
+            [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(roi_points)]
+        )
+        cells = torch.floor(points.to(torch.float64) / vs).to(torch.int64)
+        coords, point_voxel = torch.unique(torch.cat([point_batch[:, None], cells], 1), dim=0, return_inverse=True)
+        voxel_batch = coords[:, 0]
+        centers = (coords[:, 1:].to(torch.float64) * vs + vs / 2).to(dtype)  # (V, 3)
+        num_voxels = torch.bincount(voxel_batch, minlength=B)
+
+        if len(coords) == 0:
+            empty = [points.new_zeros(0, 3) for _ in range(B)]
+            return ContactEstimate(
+                anchor.clone(), num_voxels, voxel_batch, centers, points.new_zeros(0, C.CONTACT_NET_OUT_DIM),
+                voxel_batch.clone(), empty, [torch.zeros(0, dtype=torch.int64, device=device)] * B
+            )
+
+        feats = torch.cat([anchor[voxel_batch] - centers, self._sample_features(root, centers, voxel_batch,
+                                                                                   bbx_lurb, K)], dim=1)
+        out = self.contact_net(coords.to(torch.int32), feats, B)  # (V, 12)
+        conf, offset, logits = out[:, 0], out[:, 1:4], out[:, 4:]
+        labels = logits.argmax(dim=1)
+
+        refined = anchor.clone()
+        for b in range(B):  # B is the number of persons in a frame: a handful
+            m = voxel_batch == b
+            if m.any():
+                w = torch.softmax(torch.sigmoid(conf[m]), dim=0)
+                r = (w[:, None] * (centers[m] + offset[m])).sum(0)
+                if torch.isfinite(r).all():
+                    refined[b] = r
+
+        point_labels = labels[point_voxel]
+        contact_points, contact_labels = [], []
+        for b in range(B):
+            m = (point_batch == b) & (point_labels != 0)
+            contact_points.append(points[m])
+            contact_labels.append(point_labels[m])
+        return ContactEstimate(refined, num_voxels, voxel_batch, centers, out, labels, contact_points, contact_labels)
+
+    @staticmethod
+    def _sample_features(root, centers, voxel_batch, bbx_lurb, K) -> torch.Tensor:
+        """Bilinear feature-map sample at each voxel centre's projection (zero outside). (V, 32)."""
+        B = root.feature_map.shape[0]
+        fmap = root.feature_map
+        uv = project_points(centers[:, None, :].to(K.dtype), K[voxel_batch])  # (V, 1, 2)
+        uv01 = crop_normalized_coords(uv, bbx_lurb[voxel_batch].to(uv.dtype))  # (V, 1, 2)
+        grid = (uv01 * 2 - 1).to(fmap.dtype)
+        sampled = fmap.new_zeros(len(centers), fmap.shape[1])
+        for b in range(B):
+            m = voxel_batch == b
+            if m.any():
+                s = F.grid_sample(fmap[b : b + 1], grid[m][None], align_corners=True, padding_mode="zeros")
+                sampled[m] = s[0, :, :, 0].T
+        return sampled
+
+
+def select_roi(points_camera: torch.Tensor, root_camera: torch.Tensor, radius: float = C.ROI_RADIUS_M) -> torch.Tensor:
+    """Mask of the points within ``radius`` of any of the three ROI anchors of a root.
+
+    Args:
+        points_camera: (N, 3); root_camera: (3,).
+
+    Returns:
+        (N,) bool.
+    """
+    anchors = roi_anchors(root_camera[None])[0]  # (3, 3)
+    return (torch.cdist(points_camera, anchors.to(points_camera.dtype)) <= radius).any(dim=1)
+
+
+def fixed_size_contacts(
+    points: torch.Tensor, labels: torch.Tensor, n: int = C.NUM_CONTACT_POINTS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring one person's contact points to exactly ``n``, deterministically.
+
+    More than ``n``: ``n`` evenly spaced picks in the given order (the official code draws random
+    indices with replacement, which makes inference non-deterministic). Fewer: zero-padded with
+    label 0 (masked out by the mesh network).
+
+    Args:
+        points: (k, 3); labels: (k,) int64.
+
+    Returns:
+        (n, 3) points and (n,) labels.
+    """
+    k = len(points)
+    if k > n:
+        idx = torch.div(torch.arange(n, device=points.device) * k, n, rounding_mode="floor")
+        return points[idx], labels[idx]
+    pad = n - k
+    return F.pad(points, (0, 0, 0, pad)), F.pad(labels, (0, pad))

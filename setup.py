@@ -1,0 +1,40 @@
+"""sahmr_ros: scene-aware human mesh recovery (SA-HMR, CVPR 2023) for ROS 2 and plain Python."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "sahmr_ros"
+HERE = Path(__file__).parent
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Scene-aware human mesh recovery (SA-HMR) as a ROS 2 node and a Python library",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ],
+    # torch first: `pip install torch==2.13.0` (CPU) or a CUDA build of your choice; any torch >= 2.1
+    # satisfies this and nothing newer is pulled in. spconv is installed separately because its
+    # distribution name differs per platform (spconv for CPU, spconv-cu126 etc. for CUDA): see README.
+    install_requires=[
+        "numpy>=1.23",
+        "scipy>=1.10",
+        "torch>=2.1",
+        "smplx>=0.1.28",
+        "trimesh>=4.0",
+        "matplotlib>=3.7",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+    ],
+    extras_require={"test": ["pytest>=7.0"], "cpu": ["spconv>=2.3"]},
+    entry_points={"console_scripts": ["sahmr = sahmr_ros.cli:main"]},
+    zip_safe=False,
+)
