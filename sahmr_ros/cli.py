@@ -12,6 +12,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from sahmr_ros import constants as C
 from sahmr_ros.errors import SahmrError
 
 __all__ = ["main", "build_parser"]
@@ -34,11 +35,13 @@ def _version(dist: str) -> str:
 def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    from sahmr_ros.model_files import model_file_status
+    from sahmr_ros.body import model_file_status
 
     spconv_dists = [d for d in ("spconv", "spconv-cu118", "spconv-cu120", "spconv-cu121", "spconv-cu124",
                                 "spconv-cu126") if _version(d) != "not installed"]
-    print("sahmr_ros", _version("sahmr_ros"))
+    import sahmr_ros
+
+    print(f"sahmr_ros  {sahmr_ros.__version__}")
     print(f"python     {platform.python_version()} ({sys.executable})")
     print(f"torch      {torch.__version__}")
     print(f"spconv     {', '.join(f'{d} {_version(d)}' for d in spconv_dists) or 'not installed'}")
@@ -52,10 +55,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ok = True
     for status in model_file_status(model_dir):
         mark = "found  " if status.found else "MISSING"
-        print(f"  [{mark}] {status.relative_path:<32} {status.description}")
+        print(f"  [{mark}] {status.path.relative_to(model_dir)!s:<32} {status.description}")
         if not status.found:
             ok = False
             print(f"            get it from: {status.source}")
+    if (model_dir / C.SYNTHETIC_MARKER_FILENAME).is_file():
+        print("  note: this directory holds the SYNTHETIC body (sahmr demo), not SMPL")
     checkpoints = sorted(model_dir.glob("*.pt")) + sorted(model_dir.glob("checkpoints/*.pt"))
     print(f"  checkpoints: {', '.join(p.name for p in checkpoints) if checkpoints else 'none (*.pt)'}")
     if not ok:

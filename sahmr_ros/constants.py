@@ -30,6 +30,10 @@ ROOT_NET_DEPTH_CHANNEL = 1
 ROOT_NET_FEATURE_CHANNELS = slice(2, 34)  # 32-d map sampled at voxel centres
 ROOT_NET_AUX_CHANNELS = slice(34, 41)  # 7 auxiliary 2D part-contact heatmaps (training only)
 ROOT_FEATURE_DIM = 32
+# Initial bias of the depth channel (its weights start at 0): the training target
+# d = Z * w_bbox / f_x is about CROP_SCALE x the person's height in metres for an upright person
+# filling the box, whatever the distance. A fresh network thus starts with plausible depths.
+ROOT_DEPTH_PRIOR = CROP_SCALE * 1.7
 ROI_ANCHOR_SPACING_M = 0.5  # anchors at -0.5, 0, +0.5 m along camera z around the coarse root
 ROI_RADIUS_M = 1.25  # scene points kept within this distance of any anchor
 CONTACT_VOXEL_M = 0.05  # voxel size of the sparse 3D CNN
@@ -74,3 +78,19 @@ H36M_PELVIS = 0  # row of J_regressor_h36m_correct that defines the root
 H36M_J17_TO_J14 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
 NUM_JOINTS14 = len(H36M_J17_TO_J14)
 NUM_MESH_TOKENS = NUM_JOINTS14 + NUM_VERTICES_COARSE  # 445
+
+# --- body model files and conventions (sahmr_ros.body) -------------------------------------------
+SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+NUM_BETAS = 10  # shape coefficients of the SMPL v1.0 files
+NUM_POSE_BASIS = 9 * (NUM_SMPL_JOINTS - 1)  # 207 pose blend shapes ('lrotmin': R - I of joints 1..23)
+SMPL_SUBDIR = "smpl"  # <model_dir>/smpl/SMPL_NEUTRAL.pkl, as smplx expects
+SMPL_NEUTRAL_FILENAMES = ("SMPL_NEUTRAL.pkl", "SMPL_NEUTRAL.npz", "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl")
+H36M_REGRESSOR_FILENAME = "J_regressor_h36m_correct.npy"
+MESH_DOWNSAMPLING_FILENAME = "mesh_downsampling.npz"
+SEG_PART_INFO_FILENAME = "seg_part_info.npy"
+SYNTHETIC_MARKER_FILENAME = "SYNTHETIC_BODY.txt"  # present in directories of the synthetic body
+# Official names of the contact parts in seg_part_info.npy (index = contact label).
+SEG_PART_NAMES = ("default", "L_Leg", "R_Leg", "L_Hand", "R_Hand", "back", "gluteus", "thighs")
+# Mesh-network template: global orient about x by pi (upside down = camera orientation, y down).
+# The official code uses 3.1416; the difference moves template vertices by < 0.01 mm.
+TEMPLATE_GLOBAL_ORIENT_X = 3.141592653589793

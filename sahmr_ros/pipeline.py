@@ -215,17 +215,19 @@ class Pipeline:
         return cls(model, body.faces, config, description)
 
     @classmethod
-    def embedded_default(cls, work_dir: str | Path, config: PipelineConfig = PipelineConfig(),
+    def embedded_default(cls, model_dir: str | Path, config: PipelineConfig = PipelineConfig(),
                          checkpoint: str | Path | None = None, seed: int = 0) -> "Pipeline":
         """The embedded default: the synthetic body model and the ``small`` preset.
 
         Needs no download. The weights are random (``seed``) - UNTRAINED - unless a ``small``
         checkpoint is given. Only used when explicitly asked for (``sahmr demo``, ``--demo``).
+
+        Args:
+            model_dir: a directory written by
+                :func:`sahmr_ros.body.synthetic.write_synthetic_model_dir`.
         """
         from sahmr_ros.body import load_body_assets
-        from sahmr_ros.body.synthetic import write_synthetic_model_dir
 
-        model_dir = write_synthetic_model_dir(Path(work_dir) / "synthetic_model")
         body = load_body_assets(model_dir)
         torch.manual_seed(seed)
         model = SAHMR(SAHMRConfig.small(), body)

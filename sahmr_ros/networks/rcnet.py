@@ -90,6 +90,9 @@ class RootNet(nn.Module):
         super().__init__()
         self.hrnet = HRNet(config, head="stride4")
         self.out_conv = nn.Conv2d(self.hrnet.out_channels, C.ROOT_NET_CHANNELS, 1)
+        with torch.no_grad():  # start from the mean depth target (checkpoints overwrite this)
+            self.out_conv.weight[C.ROOT_NET_DEPTH_CHANNEL].zero_()
+            self.out_conv.bias[C.ROOT_NET_DEPTH_CHANNEL] = C.ROOT_DEPTH_PRIOR
 
     def forward(self, images_normalized: torch.Tensor) -> torch.Tensor:
         return self.out_conv(self.hrnet(images_normalized))

@@ -1,0 +1,42 @@
+"""The `sahmr` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from PIL import Image
+
+
+def _sahmr(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sahmr_ros.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_demo_writes_its_png_and_says_untrained(tmp_path):
+    r = _sahmr("demo", "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "UNTRAINED" in r.stdout and "root error" in r.stdout
+    with Image.open(tmp_path / "out" / "demo.png") as im:
+        assert im.size == (1400, 640)
+
+
+def test_demo_refuses_a_bad_checkpoint_clearly(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = _sahmr("demo", "--out", str(tmp_path / "out"), "--checkpoint", str(bad))
+    assert r.returncode == 2
+    assert "unreadable or corrupt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_info_lists_missing_files_and_where_to_get_them(tmp_path):
+    r = _sahmr("info", "--model-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "torch" in r.stdout and "spconv" in r.stdout and "device" in r.stdout
+    assert r.stdout.count("MISSING") == 4
+    assert "smpl.is.tue.mpg.de" in r.stdout and "zju3dv/SA-HMR" in r.stdout
+
+
+def test_info_finds_a_complete_model_dir(synthetic_model_dir):
+    r = _sahmr("info", "--model-dir", str(synthetic_model_dir))
+    assert r.returncode == 0 and "MISSING" not in r.stdout and r.stdout.count("found") == 4
