@@ -371,8 +371,15 @@ class Pipeline:
             (mesh.upsampling2, "upsampling"),
         ] + [(block, "transformer") for block in mesh.trans_encoder]
         for module, name in timed:
-            module.register_forward_pre_hook(lambda *_, n=name: self._clock and self._clock.start(n))
-            module.register_forward_hook(lambda *_, n=name: self._clock and self._clock.stop(n))
+            module.register_forward_pre_hook(self._stage_hook(name, start=True))
+            module.register_forward_hook(self._stage_hook(name, start=False))
+
+    def _stage_hook(self, name: str, start: bool):
+        def hook(*_):  # returns None: the module's inputs and outputs are left untouched
+            if self._clock is not None:
+                (self._clock.start if start else self._clock.stop)(name)
+
+        return hook
 
 
 def _load_state(model: SAHMR, state_dict: dict, path) -> None:
