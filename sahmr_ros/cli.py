@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``sahmr demo``, ``sahmr info``.
+"""The ``sahmr`` command: ``sahmr demo``, ``sahmr import-checkpoint``, ``sahmr info``.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -22,6 +22,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sahmr_ros.demo.run import run_demo
 
     run_demo(Path(args.out), checkpoint=args.checkpoint, device=args.device, seed=args.seed)
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from sahmr_ros.checkpoint import load_checkpoint
+    from sahmr_ros.importer import import_checkpoint
+
+    out = import_checkpoint(args.source, args.output)
+    meta = load_checkpoint(out)["metadata"]
+    print(f"wrote {out} (official preset; source {meta['source_file']} sha256 {meta['source_sha256'][:16]}..., "
+          f"{meta['dropped_unused_keys']} unused official keys dropped)")
     return 0
 
 
@@ -75,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the embedded default on a synthetic room (no downloads)")
     demo.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     demo.add_argument("--checkpoint", default=None,
-                      help="a sahmr_ros checkpoint of the small preset (default: UNTRAINED random weights)")
+                      help="a sahmr_ros checkpoint, either preset (default: UNTRAINED random small-preset weights)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the untrained default weights")
     demo.set_defaults(func=_cmd_demo)
+
+    imp = sub.add_parser("import-checkpoint", help="convert an official SA-HMR release .pth to a sahmr_ros .pt")
+    imp.add_argument("source", help="official checkpoint, e.g. sahmr_rich_e30.pth")
+    imp.add_argument("-o", "--output", required=True, help="sahmr_ros checkpoint to write (.pt)")
+    imp.set_defaults(func=_cmd_import)
 
     info = sub.add_parser("info", help="versions, device and which model files are present")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")

@@ -52,6 +52,7 @@ STAGES = (
 )
 
 FLAG_NO_SCENE_POINTS = "no_scene_points"  # root from the image alone, no contacts
+FLAG_NON_FINITE = "non_finite_output"  # NaN/inf in the estimate (broken weights): do not use it
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class PersonResult:
         contact_points_map: (k, 3) scene points in contact; contact_labels (k,) int64 in 1..7
             (see ``constants.CONTACT_PART_NAMES``).
         num_roi_voxels: scene voxels the sparse CNN saw for this person.
-        flags: e.g. ``("no_scene_points",)`` when the ROI was empty.
+        flags: ``"no_scene_points"`` when the ROI was empty; ``"non_finite_output"`` when the
+            estimate holds NaN / inf (consumers must drop such a person).
     """
 
     box_index: int
@@ -219,8 +221,8 @@ class Pipeline:
                          checkpoint: str | Path | None = None, seed: int = 0) -> "Pipeline":
         """The embedded default: the synthetic body model and the ``small`` preset.
 
-        Needs no download. The weights are random (``seed``) - UNTRAINED - unless a ``small``
-        checkpoint is given. Only used when explicitly asked for (``sahmr demo``, ``--demo``).
+        Needs no download. The weights are random (``seed``) - UNTRAINED - unless a checkpoint
+        (of either preset) is given. Only used when explicitly asked for (``sahmr demo``, ``--demo``).
 
         Args:
             model_dir: a directory written by
@@ -229,14 +231,16 @@ class Pipeline:
         from sahmr_ros.body import load_body_assets
 
         body = load_body_assets(model_dir)
-        torch.manual_seed(seed)
-        model = SAHMR(SAHMRConfig.small(), body)
-        description = f"embedded default: small preset with UNTRAINED random weights (seed {seed}), synthetic body"
-        if checkpoint is not None:
-            payload = load_checkpoint(checkpoint, expected_preset="small")
+        if checkpoint is None:
+            torch.manual_seed(seed)
+            model = SAHMR(SAHMRConfig.small(), body)
+            description = f"embedded default: small preset with UNTRAINED random weights (seed {seed})"
+        else:  # any preset: e.g. an imported official checkpoint
+            payload = load_checkpoint(checkpoint)
+            model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
             _load_state(model, payload["state_dict"], checkpoint)
-            description = f"small preset, checkpoint {Path(checkpoint).name}, synthetic body"
-        return cls(model, body.faces, config, description)
+            description = f"{payload['preset']} preset, checkpoint {Path(checkpoint).name}"
+        return cls(model, body.faces, config, description + ", synthetic body")
 
     # -- scene --------------------------------------------------------------------------------------
     def set_scene(self, points_map: np.ndarray) -> Scene:
@@ -298,8 +302,11 @@ class Pipeline:
             root = self.model.estimate_root(crops, bbx, Kt)
         with clock.stage("roi_query"):
             anchors = roi_anchors(root.root_camera.double().cpu().numpy())  # (B, 3, 3)
-            roi = [
-                torch.from_numpy(self.scene.roi_points_camera(anchors[b], T_map_camera, K, bbx_np[b])).to(dev)
+            roi = [  # a non-finite root (broken weights) queries nothing; the person gets flagged
+                torch.from_numpy(
+                    self.scene.roi_points_camera(anchors[b], T_map_camera, K, bbx_np[b])
+                    if np.isfinite(anchors[b]).all() else np.zeros((0, 3))
+                ).to(dev)
                 for b in range(B)
             ]
         clock.start("contacts")
@@ -329,9 +336,11 @@ class Pipeline:
                     contact_points_map=to_map(contacts.contact_points[b]).reshape(-1, 3),
                     contact_labels=contacts.contact_labels[b].cpu().numpy().astype(np.int64),
                     num_roi_voxels=n_vox,
-                    flags=() if n_vox else (FLAG_NO_SCENE_POINTS,),
                 )
             )
+            p = persons[-1]
+            finite = all(np.isfinite(a).all() for a in (p.root_map, p.vertices_map, p.joints14_map))
+            p.flags = (() if n_vox else (FLAG_NO_SCENE_POINTS,)) + (() if finite else (FLAG_NON_FINITE,))
         return persons
 
     def _select_boxes(self, boxes, scores, image_shape, skipped: list[SkippedPerson]) -> list[int]:

@@ -170,3 +170,15 @@ def test_cuda_matches_cpu(synthetic_model_dir, demo_scene, pipe):
     a, b = _run(pipe, demo_scene), _run(gpu, demo_scene)
     for pa, pb in zip(a.persons, b.persons):
         np.testing.assert_allclose(pa.vertices_map, pb.vertices_map, atol=1e-3)
+
+
+def test_non_finite_weights_flag_people_instead_of_crashing(synthetic_model_dir, demo_scene):
+    from sahmr_ros.pipeline import FLAG_NON_FINITE
+
+    p = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    with torch.no_grad():
+        p.model.rcnet.root_net.out_conv.bias.fill_(float("nan"))
+    p.set_scene(demo_scene.scene_points_map)
+    frame = _run(p, demo_scene)
+    assert len(frame.persons) == 2
+    assert all(FLAG_NON_FINITE in q.flags and FLAG_NO_SCENE_POINTS in q.flags for q in frame.persons)

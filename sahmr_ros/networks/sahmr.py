@@ -88,6 +88,11 @@ class MeshEstimate:
     network: MeshNetworkOutput
 
 
+def _cpu_tensor(x, dtype: torch.dtype) -> torch.Tensor:
+    """Body data as a CPU tensor, also under a ``torch.device("meta")`` context (shape-only builds)."""
+    return torch.as_tensor(x, dtype=dtype, device="cpu")
+
+
 class SAHMR(nn.Module):
     """The whole model. Body assets give the template, part ids and joint regressor.
 
@@ -103,11 +108,11 @@ class SAHMR(nn.Module):
         self.mesh_network = MeshNetwork(
             config.mesh,
             HRNet(config.mesh_backbone, head="features"),
-            torch.as_tensor(body.template_joints14, dtype=torch.float32),
-            torch.as_tensor(body.template_vertices431, dtype=torch.float32),
-            torch.as_tensor(body.part_ids_431, dtype=torch.int64),
+            _cpu_tensor(body.template_joints14, torch.float32),
+            _cpu_tensor(body.template_vertices431, torch.float32),
+            _cpu_tensor(body.part_ids_431, torch.int64),
         )
-        j14 = torch.as_tensor(body.j_regressor_h36m, dtype=torch.float32)[list(C.H36M_J17_TO_J14)]
+        j14 = _cpu_tensor(body.j_regressor_h36m, torch.float32)[list(C.H36M_J17_TO_J14)]
         self.register_buffer("j_regressor14", j14, persistent=False)  # (14, 6890)
 
     # -- stages, called one by one by the pipeline (the scene query sits between 1 and 2) --------

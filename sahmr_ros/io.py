@@ -1,0 +1,863 @@
+"""Readers of a user's own input files, and writers of outputs, for ``sahmr infer``.
+
+Every reader raises :class:`sahmr_ros.errors.InputError` with a message that names the file, the
+field and what is expected; no parser exception (KeyError, ValueError, YAMLError, ...) escapes.
+
+Frames: camera intrinsics are for the camera optical frame (x right, y down, z forward); poses are
+``T_map_camera`` (4, 4), mapping camera points into the map (REP-103, z up); clouds are in the map
+frame, metres.
+
+Formats read:
+
+* **camera** (:func:`read_camera`), ``.yaml`` / ``.yml`` / ``.json``:
+
+  - ROS ``camera_calibration`` / ``camera_info_manager`` YAML: ``image_width``, ``image_height``,
+    ``camera_matrix: {rows: 3, cols: 3, data: [9]}``, ``distortion_model``,
+    ``distortion_coefficients: {rows, cols, data}``;
+  - ``sensor_msgs/CameraInfo`` as echoed by ``ros2 topic echo --once``: ``width``, ``height``,
+    ``k: [9]``, ``d: [...]``, ``distortion_model``;
+  - simple: ``K: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` (or 9 numbers) or ``fx, fy, cx, cy``; optional
+    ``dist`` / ``distortion`` / ``D`` list (OpenCV order k1, k2, p1, p2[, k3[, k4, k5, k6]]),
+    ``width``, ``height``, ``distortion_model`` / ``model``.
+
+  :func:`undistort_image` handles ``plumb_bob`` and ``rational_polynomial``; any model whose
+  coefficients are all zero passes through unchanged.
+* **pose** (:func:`read_pose`): a string of 16 numbers (4x4 row-major), 12 (3x4) or 7
+  (``tx ty tz qx qy qz qw``, ROS quaternion order), separated by commas or spaces; or a file
+  ``.txt`` (the same numbers), ``.npy`` ((4, 4), (3, 4), (16,), (12,) or (7,)), ``.json`` / ``.yaml``
+  (a nested list, or a mapping with ``T_map_camera`` / ``matrix`` / ``pose`` / ``transform``, or
+  geometry_msgs style ``position`` + ``orientation`` / ``translation`` + ``rotation``).
+* **point cloud** (:func:`read_point_cloud`): ``.ply`` (ascii, binary little / big endian; vertex
+  ``x, y, z`` of any numeric type, other properties and elements ignored), ``.pcd`` (PCL ascii and
+  binary; ``binary_compressed`` is refused), ``.npz`` (key ``points`` or the only (N, 3) array),
+  ``.npy`` (N, 3), ``.obj`` (``v`` lines). Meshes (``.obj``, ``.ply`` with faces) can be sampled on
+  their surface at 2 cm with ``sample_mesh_surface=True``.
+* **boxes** (:func:`read_boxes`): one ``"x1,y1,x2,y2"`` string per ``--box``.
+
+Formats written: :func:`write_mesh` (``.ply`` binary little endian, or ``.obj``) and
+:func:`write_labelled_points_ply` (binary little-endian PLY: ``x y z`` float, ``label`` int,
+``red green blue`` uchar).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+from scipy.ndimage import map_coordinates
+from scipy.spatial.transform import Rotation
+
+from sahmr_ros import constants as C
+from sahmr_ros.errors import InputError
+from sahmr_ros.geometry import check_intrinsics, check_pose
+
+__all__ = [
+    "Camera",
+    "read_camera",
+    "undistort_image",
+    "read_pose",
+    "read_point_cloud",
+    "read_boxes",
+    "write_mesh",
+    "write_labelled_points_ply",
+]
+
+UNDISTORT_MODELS = ("plumb_bob", "rational_polynomial")
+_MAX_COEFFS = {"plumb_bob": 5, "rational_polynomial": 8}
+POSE_SUFFIXES = (".txt", ".npy", ".json", ".yaml", ".yml")
+CLOUD_SUFFIXES = (".ply", ".pcd", ".npz", ".npy", ".obj")
+MAX_SURFACE_SAMPLES = 20_000_000  # cap of sample_mesh_surface (spacing grows beyond it)
+
+
+# ------------------------------------------------------------------------------------------------
+# small helpers
+# ------------------------------------------------------------------------------------------------
+def _numbers(value: Any, where: str, what: str) -> np.ndarray:
+    """Flatten a (nested) list / string of numbers to float64, or raise naming ``where``."""
+    if isinstance(value, str):
+        tokens = [t for t in re.split(r"[\s,;\[\]()]+", value.strip()) if t]
+    else:
+        tokens = np.asarray(value, dtype=object).reshape(-1).tolist() if value is not None else []
+    out = []
+    for t in tokens:
+        if isinstance(t, bool) or isinstance(t, (list, dict)):
+            raise InputError(f"{where}: expected {what}, got {value!r}")
+        try:
+            out.append(float(t))
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: expected {what}, got non-number {t!r}") from None
+    return np.asarray(out, dtype=np.float64)
+
+
+def _existing_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    return path
+
+
+def _load_mapping(path: Path) -> Any:
+    """Parse a YAML or JSON file by suffix; syntax errors become InputError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        # OpenCV FileStorage YAML starts with a %YAML:1.0 directive that PyYAML rejects.
+        text = re.sub(r"^%YAML:1\.0\s*\n", "", text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# camera
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Camera:
+    """Pinhole camera with optional lens distortion (optical frame: x right, y down, z forward).
+
+    Attributes:
+        K: (3, 3) float64 intrinsics in pixels.
+        distortion: (n,) float64 coefficients in OpenCV order (k1, k2, p1, p2, k3, k4, k5, k6);
+            may be empty.
+        width, height: image size in pixels the calibration is for, or None when not given.
+        model: distortion model name (``plumb_bob``, ``rational_polynomial``, ...).
+        source: the file it was read from (for messages).
+    """
+
+    K: np.ndarray
+    distortion: np.ndarray
+    width: int | None
+    height: int | None
+    model: str
+    source: str = ""
+
+    @property
+    def has_distortion(self) -> bool:
+        """True when any distortion coefficient is non-zero."""
+        return bool(np.any(self.distortion != 0))
+
+
+def _field(d: dict, keys: Sequence[str]) -> tuple[str | None, Any]:
+    for k in keys:
+        if k in d:
+            return k, d[k]
+    return None, None
+
+
+def _image_size(d: dict, where: str, keys: Sequence[str]) -> int | None:
+    key, value = _field(d, keys)
+    if key is None or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value <= 0:
+        raise InputError(f"{where}: field `{key}`: expected a positive integer (pixels), got {value!r}")
+    return int(value)
+
+
+def _ros_matrix(d: dict, key: str, where: str, shape: tuple[int, int] | None) -> np.ndarray:
+    """``{rows, cols, data}`` of a ROS / OpenCV YAML matrix, checked against ``shape``."""
+    m = d[key]
+    if not isinstance(m, dict) or "data" not in m:
+        raise InputError(f"{where}: field `{key}`: expected a mapping with `rows`, `cols` and `data`, got {m!r}")
+    data = _numbers(m["data"], f"{where}: field `{key}.data`", "a list of numbers")
+    rows, cols = m.get("rows"), m.get("cols")
+    if shape is not None:
+        for name, got, want in (("rows", rows, shape[0]), ("cols", cols, shape[1])):
+            if got is not None and got != want:
+                raise InputError(f"{where}: field `{key}.{name}`: expected {want}, got {got!r}")
+        if data.size != shape[0] * shape[1]:
+            raise InputError(f"{where}: field `{key}.data`: expected {shape[0] * shape[1]} numbers "
+                             f"(row-major {shape[0]}x{shape[1]}), got {data.size}")
+        return data.reshape(shape)
+    if rows is not None and cols is not None and data.size != rows * cols:
+        raise InputError(f"{where}: field `{key}.data`: {data.size} numbers but rows x cols = {rows} x {cols}")
+    return data
+
+
+def read_camera(path: str | Path) -> Camera:
+    """Read camera intrinsics and distortion from a YAML or JSON file (layouts: module docstring).
+
+    Raises:
+        InputError: missing file, unknown layout, malformed or invalid field (named in the message).
+    """
+    path = _existing_file(path, "camera")
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise InputError(f"{path}: camera file must be .yaml, .yml or .json, got {path.suffix!r}")
+    d = _load_mapping(path)
+    where = str(path)
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: expected a mapping of camera fields, got {type(d).__name__}")
+
+    if "camera_matrix" in d:  # ROS camera_calibration YAML
+        K, K_field = _ros_matrix(d, "camera_matrix", where, (3, 3)), "camera_matrix"
+    elif (key := _field(d, ("K", "k", "intrinsics"))[0]) is not None:
+        K_field = key
+        K = _numbers(d[key], f"{where}: field `{key}`", "a 3x3 matrix (nested list or 9 numbers)")
+        if K.size != 9:
+            raise InputError(f"{where}: field `{key}`: expected 9 numbers (3x3 row-major), got {K.size}")
+        K = K.reshape(3, 3)
+    elif all(k in d for k in ("fx", "fy", "cx", "cy")):
+        K_field = "fx, fy, cx, cy"
+        v = {k: _numbers(d[k], f"{where}: field `{k}`", "a number") for k in ("fx", "fy", "cx", "cy")}
+        for k, a in v.items():
+            if a.size != 1:
+                raise InputError(f"{where}: field `{k}`: expected one number, got {d[k]!r}")
+        K = np.array([[v["fx"][0], 0.0, v["cx"][0]], [0.0, v["fy"][0], v["cy"][0]], [0.0, 0.0, 1.0]])
+    else:
+        missing = "camera_matrix" if any(k in d for k in ("image_width", "distortion_coefficients",
+                                                          "camera_name", "distortion_model")) else "K"
+        raise InputError(
+            f"{where}: field `{missing}` missing: expected `camera_matrix: {{rows: 3, cols: 3, data: [9 numbers]}}` "
+            f"(ROS camera_info YAML), `K: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`, or `fx, fy, cx, cy`; "
+            f"found keys {sorted(map(str, d))}")
+    K = check_intrinsics(K, name=f"{where}: field `{K_field}`")
+
+    if "distortion_coefficients" in d:
+        dist_field = "distortion_coefficients"
+        dist = _ros_matrix(d, dist_field, where, None) if isinstance(d[dist_field], dict) else \
+            _numbers(d[dist_field], f"{where}: field `{dist_field}`", "a list of numbers")
+    else:
+        dist_field, value = _field(d, ("d", "D", "dist", "distortion", "dist_coeffs"))
+        dist = (np.zeros(0) if dist_field is None or value is None else
+                _numbers(value, f"{where}: field `{dist_field}`", "a list of distortion coefficients"))
+    if not np.isfinite(dist).all():
+        raise InputError(f"{where}: field `{dist_field}`: contains NaN or inf; pass finite coefficients")
+
+    model_field, model = _field(d, ("distortion_model", "model"))
+    if model is None:
+        model = "plumb_bob" if dist.size <= 5 else "rational_polynomial" if dist.size <= 8 else f"opencv_{dist.size}"
+    if not isinstance(model, str):
+        raise InputError(f"{where}: field `{model_field}`: expected a model name string, got {model!r}")
+    model = model.strip().lower()
+    limit = _MAX_COEFFS.get(model)
+    if limit is not None and dist.size > limit:
+        raise InputError(f"{where}: field `{dist_field}`: model {model} takes at most {limit} coefficients "
+                         f"(k1, k2, p1, p2, k3{', k4, k5, k6' if limit == 8 else ''}), got {dist.size}")
+
+    width = _image_size(d, where, ("image_width", "width"))
+    height = _image_size(d, where, ("image_height", "height"))
+    return Camera(K=K, distortion=dist, width=width, height=height, model=model, source=where)
+
+
+def _distort_normalised(x: np.ndarray, y: np.ndarray, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV radial-tangential (rational) model on normalised coordinates (coeffs padded to 8)."""
+    k1, k2, p1, p2, k3, k4, k5, k6 = coeffs
+    r2 = x * x + y * y
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd, yd
+
+
+def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Remove lens distortion, keeping the intrinsics K.
+
+    Each output pixel is back-projected through K to a normalised ray, the forward distortion model
+    moves it to where the lens imaged it, and the input is sampled there bilinearly (black outside).
+
+    Args:
+        image: (H, W, 3) uint8.
+        camera: from :func:`read_camera`.
+
+    Returns:
+        (image (H, W, 3) uint8, K_new (3, 3)); the input array itself when there is no distortion.
+
+    Raises:
+        InputError: wrong image shape / dtype, image size differs from the calibration's, or a
+            distortion model other than plumb_bob / rational_polynomial with non-zero coefficients.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"image: expected (H, W, 3) uint8, got shape {image.shape} dtype {image.dtype}")
+    H, W = image.shape[:2]
+    if camera.width is not None and camera.height is not None and (W, H) != (camera.width, camera.height):
+        raise InputError(f"image: {W}x{H} pixels but the camera file {camera.source} is calibrated for "
+                         f"{camera.width}x{camera.height}; pass an image of that size or a matching calibration")
+    if not camera.has_distortion:
+        return image, camera.K.copy()
+    if camera.model not in UNDISTORT_MODELS:
+        raise InputError(f"{camera.source}: field `distortion_model`: model {camera.model!r} is not supported "
+                         f"(only {', '.join(UNDISTORT_MODELS)}); pass a rectified image and a camera file "
+                         "with zero distortion")
+    coeffs = np.zeros(8)
+    coeffs[: camera.distortion.size] = camera.distortion
+    K = camera.K
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    xd, yd = _distort_normalised(x, y, coeffs)
+    coords = np.stack([K[1, 1] * yd + K[1, 2], K[0, 0] * xd + K[0, 1] * yd + K[0, 2]])
+    out = np.empty_like(image)
+    for c in range(3):
+        sampled = map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="constant", cval=0.0)
+        out[..., c] = np.clip(np.rint(sampled), 0, 255).astype(np.uint8)
+    return out, K.copy()
+
+
+# ------------------------------------------------------------------------------------------------
+# pose
+# ------------------------------------------------------------------------------------------------
+def _pose_from_numbers(vals: np.ndarray, where: str) -> np.ndarray:
+    if vals.size == 16:
+        T = vals.reshape(4, 4)
+    elif vals.size == 12:
+        T = np.vstack([vals.reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
+    elif vals.size == 7:
+        if not np.isfinite(vals).all():
+            raise InputError(f"{where}: contains NaN or inf; pass a finite pose")
+        q = vals[3:]
+        norm = np.linalg.norm(q)
+        if norm < 1e-9:
+            raise InputError(f"{where}: quaternion (qx, qy, qz, qw) = {q.tolist()} is zero; "
+                             "expected a rotation quaternion in ROS order x, y, z, w")
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_quat(q / norm).as_matrix()  # scipy's default order is x, y, z, w
+        T[:3, 3] = vals[:3]
+    else:
+        raise InputError(f"{where}: expected 16 numbers (4x4 row-major), 12 (3x4) or 7 "
+                         f"(tx ty tz qx qy qz qw), got {vals.size}")
+    return T
+
+
+def _xyz(value: Any, keys: str, where: str) -> np.ndarray:
+    if isinstance(value, dict):
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise InputError(f"{where}: missing {', '.join(missing)}; expected keys {', '.join(keys)}")
+        value = [value[k] for k in keys]
+    vals = _numbers(value, where, f"{len(keys)} numbers ({', '.join(keys)})")
+    if vals.size != len(keys):
+        raise InputError(f"{where}: expected {len(keys)} numbers ({', '.join(keys)}), got {vals.size}")
+    return vals
+
+
+def _pose_from_object(obj: Any, where: str) -> np.ndarray:
+    if isinstance(obj, (list, tuple, str, int, float)):
+        return _pose_from_numbers(_numbers(obj, where, "numbers of a pose"), where)
+    if isinstance(obj, dict):
+        for key in ("T_map_camera", "matrix", "pose", "transform", "T"):
+            if key in obj:
+                return _pose_from_object(obj[key], f"{where}: field `{key}`")
+        for t_key, r_key in (("position", "orientation"), ("translation", "rotation")):
+            if t_key in obj or r_key in obj:
+                t = _xyz(obj.get(t_key), "xyz", f"{where}: field `{t_key}`")
+                q = _xyz(obj.get(r_key), "xyzw", f"{where}: field `{r_key}`")
+                return _pose_from_numbers(np.concatenate([t, q]), f"{where}: fields `{t_key}`, `{r_key}`")
+        raise InputError(f"{where}: expected a 4x4 list or a mapping with `T_map_camera`, `matrix`, `pose`, "
+                         f"`transform`, or `position` + `orientation`; found keys {sorted(map(str, obj))}")
+    raise InputError(f"{where}: expected a pose, got {type(obj).__name__}")
+
+
+def _pose_file(path: Path) -> np.ndarray:
+    where = f"{path}: T_map_camera"
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise InputError(f"{path}: not a readable .npy array ({e})") from None
+        if arr.shape not in ((4, 4), (3, 4), (16,), (12,), (7,)) or not np.issubdtype(arr.dtype, np.number):
+            raise InputError(f"{where}: expected a numeric array of shape (4, 4), (3, 4), (16,), (12,) "
+                             f"or (7,), got shape {arr.shape} dtype {arr.dtype}")
+        return _pose_from_numbers(arr.astype(np.float64).reshape(-1), where)
+    if suffix in (".json", ".yaml", ".yml"):
+        return _pose_from_object(_load_mapping(path), where)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file; expected numbers of a pose") from None
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return _pose_from_numbers(_numbers(text, where, "numbers of a pose"), where)
+
+
+def read_pose(text_or_path: str | Path | np.ndarray) -> np.ndarray:
+    """Read ``T_map_camera`` from a file, a string of numbers, or an array (formats: module docstring).
+
+    Returns:
+        (4, 4) float64 rigid transform, checked with :func:`sahmr_ros.geometry.check_pose`.
+
+    Raises:
+        InputError: unreadable file, wrong number of values, zero quaternion, non-rigid matrix.
+    """
+    if isinstance(text_or_path, np.ndarray):
+        where = "T_map_camera"
+        T = _pose_from_numbers(np.asarray(text_or_path, dtype=np.float64).reshape(-1), where)
+    elif isinstance(text_or_path, Path) or (
+        isinstance(text_or_path, str)
+        and (Path(text_or_path).suffix.lower() in POSE_SUFFIXES or Path(text_or_path).is_file())
+    ):
+        path = _existing_file(text_or_path, "pose")
+        where = f"{path}: T_map_camera"
+        T = _pose_file(path)
+    elif isinstance(text_or_path, str):
+        where = "--pose"
+        T = _pose_from_numbers(_numbers(text_or_path, where, "16, 12 or 7 numbers, or a pose file"), where)
+    else:
+        raise InputError(f"T_map_camera: expected a path, a string of numbers or an array, "
+                         f"got {type(text_or_path).__name__}")
+    return check_pose(T, name=where)
+
+
+# ------------------------------------------------------------------------------------------------
+# point clouds
+# ------------------------------------------------------------------------------------------------
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+
+
+@dataclass
+class _PlyElement:
+    name: str
+    count: int
+    props: list  # (name, type) for scalars, (name, count_type, item_type) for lists
+
+    @property
+    def has_lists(self) -> bool:
+        return any(len(p) == 3 for p in self.props)
+
+
+def _ply_header(data: bytes, where: str) -> tuple[str, list[_PlyElement], int]:
+    if not data.startswith(b"ply"):
+        raise InputError(f"{where}: not a PLY file (does not start with 'ply')")
+    end = data.find(b"end_header")
+    if end < 0:
+        raise InputError(f"{where}: PLY header has no 'end_header' line")
+    body = data.find(b"\n", end)
+    body = len(data) if body < 0 else body + 1
+    fmt, elements = None, []
+    for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
+        tok = line.split()
+        if not tok or tok[0] in ("comment", "obj_info"):
+            continue
+        try:
+            if tok[0] == "format":
+                fmt = tok[1]
+            elif tok[0] == "element":
+                elements.append(_PlyElement(tok[1], int(tok[2]), []))
+            elif tok[0] == "property" and tok[1] == "list":
+                elements[-1].props.append((tok[4], _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]))
+            elif tok[0] == "property":
+                elements[-1].props.append((tok[2], _PLY_TYPES[tok[1]]))
+        except (IndexError, ValueError, KeyError):
+            raise InputError(f"{where}: malformed PLY header line {line.strip()!r}") from None
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise InputError(f"{where}: PLY field `format`: expected ascii, binary_little_endian or "
+                         f"binary_big_endian, got {fmt!r}")
+    return fmt, elements, body
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        out.append(n if n not in seen else f"{n}__{seen[n]}")
+        seen[n] = seen.get(n, 0) + 1
+    return out
+
+
+def _ply_binary_element(data: bytes, offset: int, el: _PlyElement, endian: str, where: str):
+    """Read one binary element; returns ({prop: (count,) array or list of arrays}, new offset)."""
+    names = _unique([p[0] for p in el.props])
+    truncated = InputError(f"{where}: file ends inside element `{el.name}` (header says {el.count} rows)")
+    if not el.has_lists or el.count == 0:
+        dt = np.dtype([(n, endian + p[1]) for n, p in zip(names, el.props)])
+        if offset + dt.itemsize * el.count > len(data):
+            raise truncated
+        arr = np.frombuffer(data, dtype=dt, count=el.count, offset=offset)
+        return {n: arr[n] for n in names}, offset + dt.itemsize * el.count
+    # Lists: assume every row has the lengths of the first row (triangle faces), check, else walk.
+    lengths, pos = [], offset
+    for p in el.props:
+        size = np.dtype(p[1]).itemsize
+        if pos + size > len(data):
+            raise truncated
+        if len(p) == 3:
+            n = int(np.frombuffer(data, endian + p[1], 1, pos)[0])
+            lengths.append(n)
+            pos += size + n * np.dtype(p[2]).itemsize
+        else:
+            pos += size
+    fields = []
+    li = iter(lengths)
+    for n, p in zip(names, el.props):
+        if len(p) == 3:
+            fields += [(n + "__n", endian + p[1]), (n, endian + p[2], (next(li),))]
+        else:
+            fields.append((n, endian + p[1]))
+    dt = np.dtype(fields)
+    if offset + dt.itemsize * el.count <= len(data):
+        arr = np.frombuffer(data, dtype=dt, count=el.count, offset=offset)
+        li = iter(lengths)
+        if all((arr[n + "__n"] == next(li)).all() for n, p in zip(names, el.props) if len(p) == 3):
+            return {n: arr[n] for n in names}, offset + dt.itemsize * el.count
+    cols: dict[str, list] = {n: [] for n in names}
+    pos = offset
+    try:
+        for _ in range(el.count):
+            for n, p in zip(names, el.props):
+                v = np.frombuffer(data, endian + p[1], 1, pos)[0]
+                pos += np.dtype(p[1]).itemsize
+                if len(p) == 3:
+                    item = np.dtype(endian + p[2])
+                    cols[n].append(np.frombuffer(data, item, int(v), pos))
+                    pos += int(v) * item.itemsize
+                else:
+                    cols[n].append(v)
+    except ValueError:
+        raise truncated from None
+    return {n: (c if len(p) == 3 else np.asarray(c)) for (n, c), p in zip(cols.items(), el.props)}, pos
+
+
+def _ply_ascii_element(lines: list[str], start: int, el: _PlyElement, where: str):
+    rows = lines[start:start + el.count]
+    if len(rows) < el.count:
+        raise InputError(f"{where}: file ends inside element `{el.name}` after {len(rows)} of {el.count} rows")
+    names = _unique([p[0] for p in el.props])
+    try:
+        if not el.has_lists:
+            vals = np.array(" ".join(rows).split(), dtype=np.float64)
+            if vals.size != el.count * len(names):
+                raise ValueError
+            vals = vals.reshape(el.count, len(names))
+            return {n: vals[:, i] for i, n in enumerate(names)}, start + el.count
+        cols: dict[str, list] = {n: [] for n in names}
+        for row in rows:
+            tok, i = row.split(), 0
+            for n, p in zip(names, el.props):
+                if len(p) == 3:
+                    k = int(tok[i])
+                    cols[n].append(np.array(tok[i + 1:i + 1 + k], dtype=np.float64))
+                    i += 1 + k
+                else:
+                    cols[n].append(float(tok[i]))
+                    i += 1
+        return {n: (c if len(p) == 3 else np.asarray(c)) for (n, c), p in zip(cols.items(), el.props)}, \
+            start + el.count
+    except (ValueError, IndexError):
+        raise InputError(f"{where}: element `{el.name}`: rows do not match the header's properties "
+                         f"{[p[0] for p in el.props]}") from None
+
+
+def _read_ply(path: Path, want_faces: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    where = str(path)
+    data = path.read_bytes()
+    fmt, elements, body = _ply_header(data, where)
+    if not any(el.name == "vertex" for el in elements):
+        raise InputError(f"{where}: PLY header has no `element vertex`; expected a point cloud or mesh")
+    vertex = next(el for el in elements if el.name == "vertex")
+    missing = [c for c in "xyz" if c not in [p[0] for p in vertex.props]]
+    if missing:
+        raise InputError(f"{where}: PLY element `vertex`: property {', '.join(missing)} missing; "
+                         f"expected x, y, z, found {[p[0] for p in vertex.props]}")
+    parsed: dict[str, dict] = {}
+    if fmt == "ascii":
+        lines = [ln for ln in data[body:].decode("ascii", "replace").splitlines() if ln.strip()]
+        pos = 0
+        for el in elements:
+            parsed[el.name], pos = _ply_ascii_element(lines, pos, el, where)
+            if el.name == "vertex" and not want_faces:
+                break
+    else:
+        endian, pos = "<" if fmt == "binary_little_endian" else ">", body
+        for el in elements:
+            parsed[el.name], pos = _ply_binary_element(data, pos, el, endian, where)
+            if el.name == "vertex" and not want_faces:
+                break
+    v = parsed["vertex"]
+    points = np.stack([np.asarray(v[c], dtype=np.float64) for c in "xyz"], axis=1)
+    faces = None
+    if want_faces and "face" in parsed:
+        face = parsed["face"]
+        key = next((k for k in ("vertex_indices", "vertex_index") if k in face), None)
+        if key is not None:
+            faces = _triangulate(face[key], len(points), where)
+    return points, faces
+
+
+def _triangulate(polygons, num_vertices: int, where: str) -> np.ndarray:
+    """Fan-triangulate polygons (a (F, k) array or a list of index arrays) to (T, 3) int64."""
+    if isinstance(polygons, np.ndarray) and polygons.ndim == 2:
+        polys = polygons.astype(np.int64)
+        tris = [polys[:, [0, i, i + 1]] for i in range(1, polys.shape[1] - 1)]
+    else:
+        tris = [np.asarray(p, dtype=np.int64)[[0, i, i + 1]] for p in polygons for i in range(1, len(p) - 1)]
+        tris = [np.asarray(tris).reshape(-1, 3)]
+    faces = np.concatenate(tris, axis=0) if tris else np.zeros((0, 3), np.int64)
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        raise InputError(f"{where}: faces index vertices outside 0..{num_vertices - 1}")
+    return faces
+
+
+_PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
+              ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8"}
+
+
+def _read_pcd(path: Path) -> np.ndarray:
+    where = str(path)
+    data = path.read_bytes()
+    header: dict[str, list[str]] = {}
+    pos = 0
+    while "DATA" not in header:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise InputError(f"{where}: PCD header has no `DATA` line")
+        line = data[pos:nl].decode("ascii", "replace").split("#", 1)[0].split()
+        pos = nl + 1
+        if line:
+            header[line[0].upper()] = line[1:]
+    for key in ("FIELDS", "SIZE", "TYPE"):
+        if key not in header:
+            raise InputError(f"{where}: PCD header field `{key}` missing")
+    fields = header["FIELDS"]
+    counts = header.get("COUNT", ["1"] * len(fields))
+    for key, vals in (("SIZE", header["SIZE"]), ("TYPE", header["TYPE"]), ("COUNT", counts)):
+        if len(vals) != len(fields):
+            raise InputError(f"{where}: PCD header field `{key}`: {len(vals)} entries for {len(fields)} FIELDS")
+    try:
+        sizes, counts = [int(s) for s in header["SIZE"]], [int(c) for c in counts]
+        types = [_PCD_TYPES[(t.upper(), s)] for t, s in zip(header["TYPE"], sizes)]
+        width = int(header.get("WIDTH", ["0"])[0])
+        height = int(header.get("HEIGHT", ["1"])[0])
+        n = int(header["POINTS"][0]) if "POINTS" in header else width * height
+    except (ValueError, KeyError, IndexError):
+        raise InputError(f"{where}: PCD header fields SIZE/TYPE/WIDTH/HEIGHT/POINTS: expected integers and "
+                         f"types F (4, 8), I or U (1, 2, 4, 8), got {header}") from None
+    missing = [c for c in "xyz" if c not in fields]
+    if missing:
+        raise InputError(f"{where}: PCD field `FIELDS`: {', '.join(missing)} missing; expected x, y, z, "
+                         f"found {fields}")
+    mode = (header["DATA"] or [""])[0].lower()
+    if mode == "binary_compressed":
+        raise InputError(f"{where}: PCD field `DATA`: binary_compressed is not supported; save the cloud as "
+                         "binary or ascii (e.g. pcl_convert_pcd_ascii_binary in.pcd out.pcd 1)")
+    names = _unique(fields)
+    if mode == "binary":
+        dt = np.dtype([(nm, "<" + t, (c,)) if c > 1 else (nm, "<" + t) for nm, t, c in zip(names, types, counts)])
+        if pos + dt.itemsize * n > len(data):
+            raise InputError(f"{where}: PCD binary data is shorter than POINTS={n} x {dt.itemsize} bytes")
+        arr = np.frombuffer(data, dtype=dt, count=n, offset=pos)
+        cols = {c: arr[c].reshape(n, -1)[:, 0] for c in "xyz"}
+    elif mode == "ascii":
+        tokens = data[pos:].decode("ascii", "replace").split()
+        row = sum(counts)
+        try:
+            vals = np.array(tokens[: n * row], dtype=np.float64)
+        except ValueError:
+            raise InputError(f"{where}: PCD ascii data contains non-numbers") from None
+        if vals.size != n * row:
+            raise InputError(f"{where}: PCD ascii data has {len(tokens)} values, expected POINTS={n} x {row}")
+        vals = vals.reshape(n, row)
+        first = np.cumsum([0] + counts)
+        cols = {c: vals[:, first[fields.index(c)]] for c in "xyz"}
+    else:
+        raise InputError(f"{where}: PCD field `DATA`: expected ascii or binary, got {mode!r}")
+    return np.stack([cols[c].astype(np.float64) for c in "xyz"], axis=1)
+
+
+def _read_obj(path: Path, want_faces: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    where = str(path)
+    verts, polys = [], []
+    try:
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.startswith("v "):
+                tok = line.split()
+                verts.append((float(tok[1]), float(tok[2]), float(tok[3])))
+            elif want_faces and line.startswith("f "):
+                idx = [int(t.split("/")[0]) for t in line.split()[1:]]
+                polys.append([j - 1 if j > 0 else len(verts) + j for j in idx])
+    except (ValueError, IndexError):
+        raise InputError(f"{where}: line {i}: expected `v x y z` or `f i j k`, got {line.strip()!r}") from None
+    points = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    faces = _triangulate(polys, len(points), where) if polys else None
+    return points, faces
+
+
+def _sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing: float, seed: int = 0) -> np.ndarray:
+    """Area-uniform random points on triangles, about one per ``spacing``^2 (seeded: deterministic)."""
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    areas[~np.isfinite(areas)] = 0.0
+    total = areas.sum()
+    n = min(int(np.ceil(total / spacing**2)), MAX_SURFACE_SAMPLES)
+    if n == 0:
+        return np.zeros((0, 3))
+    rng = np.random.default_rng(seed)
+    tri = np.searchsorted(np.cumsum(areas) / total, rng.random(n), side="right").clip(0, len(faces) - 1)
+    r1, r2 = np.sqrt(rng.random((n, 1))), rng.random((n, 1))
+    return (1 - r1) * a[tri] + r1 * (1 - r2) * b[tri] + r1 * r2 * c[tri]
+
+
+def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
+                     spacing: float = C.SCENE_PITCH_M) -> np.ndarray:
+    """Read map-frame scene points (formats: module docstring).
+
+    Non-finite rows are kept: :class:`sahmr_ros.scene.Scene` drops and counts them.
+
+    Args:
+        path: .ply, .pcd, .npz, .npy or .obj file.
+        sample_mesh_surface: for a mesh (.obj, or .ply with a `face` element), add points sampled
+            uniformly on its faces, about one per ``spacing``^2 (seeded, so deterministic).
+        spacing: metres, default 2 cm (the scene pitch).
+
+    Returns:
+        (N, 3) float64 points, metres, map frame.
+
+    Raises:
+        InputError: missing file, unsupported suffix or encoding, malformed content, empty cloud.
+    """
+    path = _existing_file(path, "point cloud")
+    suffix = path.suffix.lower()
+    faces = None
+    if suffix == ".ply":
+        points, faces = _read_ply(path, sample_mesh_surface)
+    elif suffix == ".pcd":
+        points = _read_pcd(path)
+    elif suffix == ".obj":
+        points, faces = _read_obj(path, sample_mesh_surface)
+    elif suffix in (".npy", ".npz"):
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise InputError(f"{path}: not a readable {suffix} file ({e})") from None
+        if suffix == ".npz":
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+            if "points" in arrays:
+                key = "points"
+            else:
+                keys = [k for k, a in arrays.items() if a.ndim == 2 and a.shape[1] == 3]
+                if len(keys) != 1:
+                    raise InputError(f"{path}: field `points` missing and {len(keys)} arrays of shape (N, 3) "
+                                     f"among {sorted(arrays)}; save the cloud under the key `points`")
+                key = keys[0]
+            points, field = arrays[key], f"field `{key}`"
+        else:
+            points, field = loaded, "array"
+        if points.ndim != 2 or points.shape[1] != 3 or not np.issubdtype(points.dtype, np.number):
+            raise InputError(f"{path}: {field}: expected a numeric (N, 3) array, "
+                             f"got shape {points.shape} dtype {points.dtype}")
+        points = points.astype(np.float64)
+    else:
+        raise InputError(f"{path}: unsupported point cloud format {suffix!r}; expected one of "
+                         f"{', '.join(CLOUD_SUFFIXES)}")
+    if faces is not None and len(faces):
+        points = np.concatenate([points, _sample_surface(points, faces, spacing)], axis=0)
+    if len(points) == 0:
+        raise InputError(f"{path}: the point cloud is empty; expected scene points in the map frame")
+    return points
+
+
+# ------------------------------------------------------------------------------------------------
+# boxes
+# ------------------------------------------------------------------------------------------------
+def read_boxes(specs: Sequence[str]) -> np.ndarray:
+    """Parse ``--box`` arguments ``"x1,y1,x2,y2"`` (pixels) into (N, 4) float64.
+
+    Only parsing happens here: box geometry (order, size, inside the image) is checked by the
+    pipeline, which skips a bad box with a reason.
+
+    Raises:
+        InputError: a spec without exactly 4 numbers, naming which ``--box`` (1-based) and why.
+    """
+    boxes = []
+    for i, spec in enumerate(specs, 1):
+        where = f"--box #{i} ({spec!r})"
+        if not isinstance(spec, str):
+            raise InputError(f"{where}: expected a string 'x1,y1,x2,y2'")
+        vals = _numbers(spec, where, "4 numbers x1,y1,x2,y2 in pixels")
+        if vals.size != 4:
+            raise InputError(f"{where}: expected 4 numbers x1,y1,x2,y2 in pixels, got {vals.size}")
+        boxes.append(vals)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# writers
+# ------------------------------------------------------------------------------------------------
+def _check_array(name: str, a: np.ndarray, cols: int) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2 or a.shape[1] != cols:
+        raise InputError(f"{name}: expected shape (N, {cols}), got {a.shape}")
+    return a
+
+
+def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
+    """Write a triangle mesh: ``.ply`` (binary little endian, float32 x y z, int vertex_indices) or ``.obj``.
+
+    Args:
+        vertices: (V, 3) metres.
+        faces: (F, 3) integer vertex indices in 0..V-1.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    vertices = _check_array("vertices", vertices, 3).astype(np.float64)
+    faces = _check_array("faces", faces, 3)
+    if faces.size and (not np.issubdtype(faces.dtype, np.integer) or faces.min() < 0 or faces.max() >= len(vertices)):
+        raise InputError(f"faces: expected integer indices in 0..{len(vertices) - 1}")
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        header = ("ply\nformat binary_little_endian 1.0\ncomment sahmr_ros mesh, map frame, metres\n"
+                  f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+                  f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+        face_rec = np.empty(len(faces), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+        face_rec["n"], face_rec["idx"] = 3, faces
+        with open(path, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(vertices.astype("<f4").tobytes())
+            f.write(face_rec.tobytes())
+    elif suffix == ".obj":
+        with open(path, "w", encoding="ascii") as f:
+            f.write("# sahmr_ros mesh, map frame, metres\n")
+            np.savetxt(f, vertices, fmt="v %.6f %.6f %.6f")
+            np.savetxt(f, faces.astype(np.int64) + 1, fmt="f %d %d %d")
+    else:
+        raise InputError(f"{path}: mesh output must be .ply or .obj, got {suffix!r}")
+    return path
+
+
+def write_labelled_points_ply(path: str | Path, points: np.ndarray, labels: np.ndarray,
+                              colors: np.ndarray | None = None) -> Path:
+    """Write labelled points as a binary little-endian PLY.
+
+    Properties per vertex: ``x y z`` float32, ``label`` int32, ``red green blue`` uchar.
+
+    Args:
+        points: (N, 3) metres.
+        labels: (N,) integers (contact labels 0..7, ``constants.CONTACT_PART_NAMES``).
+        colors: (N, 3) uint8; default: ``constants.CONTACT_PART_COLORS`` by label (grey outside 0..7).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    points = _check_array("points", points, 3)
+    labels = np.asarray(labels)
+    if labels.shape != (len(points),) or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"labels: expected ({len(points)},) integers, got shape {labels.shape} dtype {labels.dtype}")
+    if colors is None:
+        palette = np.asarray(C.CONTACT_PART_COLORS, dtype=np.uint8)
+        known = (labels >= 0) & (labels < len(palette))
+        colors = np.full((len(points), 3), 128, dtype=np.uint8)
+        colors[known] = palette[labels[known]]
+    colors = _check_array("colors", colors, 3)
+    if len(colors) != len(points) or colors.dtype != np.uint8:
+        raise InputError(f"colors: expected ({len(points)}, 3) uint8, got shape {colors.shape} dtype {colors.dtype}")
+    rec = np.empty(len(points), dtype=[("xyz", "<f4", (3,)), ("label", "<i4"), ("rgb", "u1", (3,))])
+    rec["xyz"], rec["label"], rec["rgb"] = points, labels, colors
+    header = ("ply\nformat binary_little_endian 1.0\ncomment sahmr_ros labelled points, map frame, metres\n"
+              f"element vertex {len(points)}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property int label\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(rec.tobytes())
+    return path
