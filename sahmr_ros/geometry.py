@@ -315,9 +315,18 @@ def voxelize(points: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> tuple
         coords: (V, 3) int32 unique voxel coordinates (sorted lexicographically).
         point_to_voxel: (N,) int64 index of each point's voxel in ``coords``.
     """
-    q = np.floor(np.asarray(points, dtype=np.float64) / voxel_size).astype(np.int64)
-    coords, inverse = np.unique(q, axis=0, return_inverse=True)
-    return coords.astype(np.int32), inverse.reshape(-1).astype(np.int64)
+    q = np.floor(np.asarray(points, dtype=np.float64).reshape(-1, 3) / voxel_size).astype(np.int64)
+    if len(q) == 0:
+        return np.zeros((0, 3), np.int32), np.zeros(0, np.int64)
+    # One int64 key per cell (x slowest, z fastest): a 1-D unique is much faster than unique(axis=0)
+    # and sorts the cells in the same lexicographic order.
+    lo = q.min(axis=0)
+    q -= lo
+    extent = q.max(axis=0) + 1
+    keys = (q[:, 0] * extent[1] + q[:, 1]) * extent[2] + q[:, 2]
+    keys, inverse = np.unique(keys, return_inverse=True)
+    coords = np.stack([keys // (extent[1] * extent[2]), (keys // extent[2]) % extent[1], keys % extent[2]], 1)
+    return (coords + lo).astype(np.int32), inverse.reshape(-1).astype(np.int64)
 
 
 def voxel_centers(coords: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> np.ndarray:

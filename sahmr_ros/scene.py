@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
-from sahmr_ros.geometry import in_crop_frustum, transform_points, voxel_downsample
+from sahmr_ros.geometry import in_crop_frustum, invert_transform, transform_points, voxel_downsample
 
 __all__ = ["Scene"]
 
@@ -76,6 +76,5 @@ class Scene:
         idx = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
         if len(idx) == 0:
             return np.zeros((0, 3))
-        T_camera_map = np.linalg.inv(T_map_camera)
-        pts_cam = transform_points(T_camera_map, self.points_map[idx].astype(np.float64))
+        pts_cam = transform_points(invert_transform(T_map_camera), self.points_map[idx].astype(np.float64))
         return pts_cam[in_crop_frustum(pts_cam, K, bbx_lurb)]
