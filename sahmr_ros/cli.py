@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``sahmr demo``, ``sahmr import-checkpoint``, ``sahmr info``.
+"""The ``sahmr`` command: ``sahmr demo``, ``sahmr infer``, ``sahmr import-checkpoint``, ``sahmr info``.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -63,19 +63,55 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"device     {dev}")
     model_dir = Path(args.model_dir)
     print(f"model dir  {model_dir.resolve()}")
-    ok = True
-    for status in model_file_status(model_dir):
-        mark = "found  " if status.found else "MISSING"
+    from sahmr_ros.body import validate_model_dir
+
+    checks = validate_model_dir(model_dir)
+    for check in checks:
+        status = check.status
+        mark = "ok     " if check.ok else ("MISSING" if not status.found else "INVALID")
         print(f"  [{mark}] {status.path.relative_to(model_dir)!s:<32} {status.description}")
-        if not status.found:
-            ok = False
+        if check.ok:
+            print(f"            {check.detail}")
+        elif not status.found:
             print(f"            get it from: {status.source}")
+        else:
+            print(f"            problem: {check.problem}")
+            print(f"            get a good copy from: {status.source}")
     if (model_dir / C.SYNTHETIC_MARKER_FILENAME).is_file():
         print("  note: this directory holds the SYNTHETIC body (sahmr demo), not SMPL")
     checkpoints = sorted(model_dir.glob("*.pt")) + sorted(model_dir.glob("checkpoints/*.pt"))
     print(f"  checkpoints: {', '.join(p.name for p in checkpoints) if checkpoints else 'none (*.pt)'}")
-    if not ok:
-        print("some model files are missing: see models/README.md; `sahmr demo` needs none of them")
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        print(f"{len(bad)} of {len(checks)} model files missing or invalid: see models/README.md; "
+              "`sahmr demo` needs none of them")
+        return 1
+    print("model directory OK")
+    return 0
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from sahmr_ros.infer import load_inputs, run_infer
+    from sahmr_ros.pipeline import Pipeline, PipelineConfig
+
+    inputs = load_inputs(args.image, args.camera, args.pose, args.scene, args.box, distortion=args.distortion)
+    print(f"[1/3] inputs: {inputs.image.shape[1]}x{inputs.image.shape[0]} image"
+          f"{' (undistorted)' if inputs.undistorted else ''}, {len(inputs.scene_points_map)} scene points, "
+          f"{len(inputs.boxes)} boxes")
+    config = PipelineConfig(device=args.device, precision=args.precision)
+    pipe = Pipeline.from_model_dir(args.model_dir, checkpoint=args.checkpoint, config=config)
+    print(f"[2/3] weights: {pipe.weights_description}; device {pipe.device}")
+    summary = run_infer(inputs, pipe, args.output, mesh_format=args.mesh_format)
+    for p in summary["persons"]:
+        x, y, z = p["root_map"]
+        parts = ", ".join(f"{k} {n}" for k, n in p["contact_points_by_part"].items()) or "none"
+        flags = f" [{', '.join(p['flags'])}]" if p["flags"] else ""
+        print(f"  person {p['box_index']}: root (map) {x:.3f} {y:.3f} {z:.3f} m; contacts: {parts}{flags}")
+    for s in summary["skipped"]:
+        print(f"  skipped box {s['box_index']}: {s['reason']}")
+    print(f"  total {summary['timings_ms']['total']:.0f} ms")
+    print(f"[3/3] wrote {args.output}/: summary.json, overlay.png and "
+          f"{len(summary['persons'])} x (mesh .{args.mesh_format}, contacts .ply)")
     return 0
 
 
@@ -96,14 +132,43 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--output", required=True, help="sahmr_ros checkpoint to write (.pt)")
     imp.set_defaults(func=_cmd_import)
 
-    info = sub.add_parser("info", help="versions, device and which model files are present")
+    inf = sub.add_parser("infer", help="recover the people in your own image (map frame meshes and contacts)")
+    inf.add_argument("--image", required=True, help="camera image (PNG, JPEG, ...)")
+    inf.add_argument("--camera", required=True,
+                     help="intrinsics .yaml/.json: ROS camera_info YAML, `ros2 topic echo` of CameraInfo, or K / fx fy cx cy")
+    inf.add_argument("--pose", required=True,
+                     help="T_map_camera: file (.txt .npy .json .yaml) or 16 numbers (4x4 row-major) or "
+                          "7 numbers 'tx ty tz qx qy qz qw'")
+    inf.add_argument("--scene", required=True, help="map-frame scene: .ply .pcd .npz .npy .obj (meshes are sampled)")
+    inf.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2",
+                     help="a person box in pixels; repeat for several people")
+    inf.add_argument("--checkpoint", required=True, help="sahmr_ros checkpoint (.pt; see `sahmr import-checkpoint`)")
+    inf.add_argument("--model-dir", default="models", help="SMPL + official body files (default: models)")
+    inf.add_argument("-o", "--output", required=True, help="output directory")
+    inf.add_argument("--distortion", choices=("undistort", "refuse"), default="undistort",
+                     help="non-zero distortion: undistort the image (default) or refuse it")
+    inf.add_argument("--mesh-format", choices=("ply", "obj"), default="ply", help="mesh files (default: ply)")
+    inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    inf.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                     help="fp16/bf16 autocast (CUDA only; default fp32)")
+    inf.set_defaults(func=_cmd_infer)
+
+    info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")
     info.set_defaults(func=_cmd_info)
     return parser
 
 
+def quiet_third_party_logs() -> None:
+    """Silence torch.fx's deprecation notice that spconv triggers on every run (noise, not a problem)."""
+    import logging
+
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_third_party_logs()
     try:
         return args.func(args)
     except SahmrError as exc:

@@ -77,6 +77,8 @@ NUM_H36M_JOINTS = 17
 H36M_PELVIS = 0  # row of J_regressor_h36m_correct that defines the root
 H36M_J17_TO_J14 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
 NUM_JOINTS14 = len(H36M_J17_TO_J14)
+JOINT14_NAMES = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "right_wrist",
+                 "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist", "thorax", "head")
 NUM_MESH_TOKENS = NUM_JOINTS14 + NUM_VERTICES_COARSE  # 445
 
 # --- body model files and conventions (sahmr_ros.body) -------------------------------------------

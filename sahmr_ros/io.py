@@ -58,6 +58,7 @@ from sahmr_ros.geometry import check_intrinsics, check_pose
 
 __all__ = [
     "Camera",
+    "read_image",
     "read_camera",
     "undistort_image",
     "read_pose",
@@ -753,6 +754,33 @@ def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
     if len(points) == 0:
         raise InputError(f"{path}: the point cloud is empty; expected scene points in the map frame")
     return points
+
+
+# ------------------------------------------------------------------------------------------------
+# image
+# ------------------------------------------------------------------------------------------------
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file (PNG, JPEG, BMP, TIFF, ...: whatever Pillow reads) as (H, W, 3) uint8 RGB.
+
+    Greyscale and palette images are converted to RGB, an alpha channel is dropped.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = _existing_file(path, "image")
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                raise InputError(f"{path}: 16/32-bit images (mode {im.mode!r}) are not supported; "
+                                 "pass an 8-bit RGB or greyscale image")
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"{path}: not a readable image ({e}); expected PNG, JPEG or another 8-bit format") from None
+    if rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        raise InputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels; expected a camera image")
+    return rgb
 
 
 # ------------------------------------------------------------------------------------------------

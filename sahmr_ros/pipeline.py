@@ -408,7 +408,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise InputError(f"image: expected dtype uint8 (0..255 RGB), got {image.dtype}")
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise InputError(f"image: too small ({image.shape[1]}x{image.shape[0]} pixels)")
-    return np.ascontiguousarray(image)
+    return np.require(image, requirements=("C", "W"))  # torch wants writable memory (ROS buffers are not)
 
 
 def _check_boxes(boxes_xyxy, scores) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ def test_demo_refuses_a_bad_checkpoint_clearly(tmp_path):
 
 def test_info_lists_missing_files_and_where_to_get_them(tmp_path):
     r = _sahmr("info", "--model-dir", str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     assert "torch" in r.stdout and "spconv" in r.stdout and "device" in r.stdout
     assert r.stdout.count("MISSING") == 4
     assert "smpl.is.tue.mpg.de" in r.stdout and "zju3dv/SA-HMR" in r.stdout
@@ -39,4 +39,22 @@ def test_info_lists_missing_files_and_where_to_get_them(tmp_path):
 
 def test_info_finds_a_complete_model_dir(synthetic_model_dir):
     r = _sahmr("info", "--model-dir", str(synthetic_model_dir))
-    assert r.returncode == 0 and "MISSING" not in r.stdout and r.stdout.count("found") == 4
+    assert r.returncode == 0, r.stdout
+    assert "MISSING" not in r.stdout and r.stdout.count("[ok     ]") == 4 and "model directory OK" in r.stdout
+    assert "(17, 6890)" in r.stdout and "posedirs (6890, 3, 207)" in r.stdout
+
+
+def test_info_says_what_is_wrong_with_each_bad_file(synthetic_model_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    bad = tmp_path / "models"
+    shutil.copytree(synthetic_model_dir, bad)
+    np.save(bad / "J_regressor_h36m_correct.npy", np.zeros((17, 6000)))  # wrong vertex count
+    (bad / "seg_part_info.npy").write_bytes(b"garbage")
+    r = _sahmr("info", "--model-dir", str(bad))
+    assert r.returncode == 1
+    assert r.stdout.count("INVALID") == 2 and r.stdout.count("[ok     ]") == 2
+    assert "(17, 6000)" in r.stdout and "expected a float (17, 6890)" in r.stdout
+    assert "seg_part_info.npy" in r.stdout and "2 of 4 model files missing or invalid" in r.stdout

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from conftest import infer_args
 
 from sahmr_ros.checkpoint import load_checkpoint
 from sahmr_ros.errors import CheckpointError
@@ -118,7 +119,7 @@ def test_not_a_release_file_is_refused(tmp_path):
         import_checkpoint(p, tmp_path / "o.pt")
 
 
-def test_cli_import_then_demo_with_the_official_preset(official_pth, tmp_path):
+def test_cli_import_then_demo_and_infer_with_the_official_preset(official_pth, user_files, tmp_path):
     path, _ = official_pth
     out = tmp_path / "imported.pt"
     run = [sys.executable, "-m", "sahmr_ros.cli"]
@@ -131,3 +132,8 @@ def test_cli_import_then_demo_with_the_official_preset(official_pth, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "official preset, checkpoint imported.pt" in r.stdout and "UNTRAINED" not in r.stdout
     assert (tmp_path / "demo" / "demo.png").is_file()
+    r = subprocess.run(run + ["infer", *infer_args(user_files, out, tmp_path / "infer")], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "official preset, checkpoint imported.pt" in r.stdout
+    assert (tmp_path / "infer" / "summary.json").is_file() and (tmp_path / "infer" / "overlay.png").is_file()

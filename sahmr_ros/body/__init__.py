@@ -6,6 +6,7 @@ template (:class:`BodyAssets`) is turned upside down (camera orientation: y down
 
 from sahmr_ros.body.assets import (
     BodyAssets,
+    FileCheck,
     h36m_joints,
     h36m_pelvis,
     joints14_from_vertices,
@@ -16,12 +17,14 @@ from sahmr_ros.body.assets import (
     model_file_status,
     ModelFileStatus,
     selection_indices,
+    validate_model_dir,
 )
 from sahmr_ros.body.smpl import RestrictedUnpickler, find_smpl_file, load_body_model, load_smpl_arrays
 from sahmr_ros.body.synthetic import write_synthetic_model_dir
 
 __all__ = [
     "BodyAssets",
+    "FileCheck",
     "RestrictedUnpickler",
     "find_smpl_file",
     "h36m_joints",
@@ -36,5 +39,6 @@ __all__ = [
     "model_file_status",
     "ModelFileStatus",
     "selection_indices",
+    "validate_model_dir",
     "write_synthetic_model_dir",
 ]

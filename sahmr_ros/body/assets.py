@@ -31,13 +31,17 @@ __all__ = [
     "h36m_joints",
     "h36m_pelvis",
     "joints14_from_vertices",
+    "FileCheck",
     "load_body_assets",
+    "load_downsampling_indices",
+    "load_part_ids",
     "load_h36m_regressor",
     "load_mesh_downsampling",
     "load_seg_part_info",
     "model_file_status",
     "ModelFileStatus",
     "selection_indices",
+    "validate_model_dir",
 ]
 
 _OFFICIAL = "official SA-HMR repository https://github.com/zju3dv/SA-HMR (MIT licence), file"
@@ -222,17 +226,8 @@ def load_body_assets(model_dir: str | Path, device: str | torch.device = "cpu") 
     template = vertices - regressor[C.H36M_PELVIS] @ vertices
     joints14 = (regressor @ template)[list(C.H36M_J17_TO_J14)]
 
-    mesh_path = model_dir / C.MESH_DOWNSAMPLING_FILENAME
-    mesh = load_mesh_downsampling(mesh_path)
-    d0, d1 = mesh["D"]
-    if d0.shape != (C.NUM_VERTICES_MID, C.NUM_VERTICES) or d1.shape != (C.NUM_VERTICES_COARSE, C.NUM_VERTICES_MID):
-        raise InputError(f"{mesh_path}: D shapes {d0.shape}, {d1.shape}; expected "
-                         f"({C.NUM_VERTICES_MID}, {C.NUM_VERTICES}), ({C.NUM_VERTICES_COARSE}, {C.NUM_VERTICES_MID})")
-    index_1723 = selection_indices(d0, f"{mesh_path}[D][0]")
-    index_431 = selection_indices(d1, f"{mesh_path}[D][1]")
-
-    seg_path = model_dir / C.SEG_PART_INFO_FILENAME
-    seg = load_seg_part_info(seg_path)
+    index_1723, index_431 = load_downsampling_indices(model_dir / C.MESH_DOWNSAMPLING_FILENAME)
+    part_ids_6890, part_ids_431 = load_part_ids(model_dir / C.SEG_PART_INFO_FILENAME)
     return BodyAssets(
         faces=model.faces_tensor.cpu().numpy().astype(np.int64),
         template_vertices=template.astype(np.float32),
@@ -241,11 +236,103 @@ def load_body_assets(model_dir: str | Path, device: str | torch.device = "cpu") 
         index_1723=index_1723,
         index_431=index_431,
         j_regressor_h36m=regressor.astype(np.float32),
-        part_ids_6890=_part_ids(seg["verts6890_pids"], f"{seg_path}[verts6890_pids]", C.NUM_VERTICES),
-        part_ids_431=_part_ids(seg["verts431_pids"], f"{seg_path}[verts431_pids]", C.NUM_VERTICES_COARSE),
+        part_ids_6890=part_ids_6890,
+        part_ids_431=part_ids_431,
         is_synthetic=(model_dir / C.SYNTHETIC_MARKER_FILENAME).is_file(),
         source=str(smpl_path),
     )
+
+
+_LEVEL_SIZES = (C.NUM_VERTICES, C.NUM_VERTICES_MID, C.NUM_VERTICES_COARSE)
+
+
+def load_downsampling_indices(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The two vertex selections of ``mesh_downsampling.npz``, every level's shape checked.
+
+    Returns:
+        ``index_1723`` (1723,) ids into the 6890 vertices and ``index_431`` (431,) ids into the 1723.
+
+    Raises:
+        InputError: naming the key and level whose shape (A, U, D, F) or content is wrong.
+    """
+    path = Path(path)
+    mesh = load_mesh_downsampling(path)
+    n = _LEVEL_SIZES
+    expected = {"A": [(k, k) for k in n], "U": [(n[0], n[1]), (n[1], n[2])], "D": [(n[1], n[0]), (n[2], n[1])]}
+    for key, shapes in expected.items():
+        for level, (matrix, shape) in enumerate(zip(mesh[key], shapes)):
+            if matrix.shape != shape:
+                raise InputError(f"{path}: {key}[{level}] has shape {matrix.shape}, expected {shape}")
+    for level, (faces, count) in enumerate(zip(mesh["F"], n)):
+        faces = np.asarray(faces)
+        if faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu" or faces.size == 0 \
+                or faces.min() < 0 or faces.max() >= count:
+            raise InputError(f"{path}: F[{level}] must be (F, 3) integer faces over {count} vertices, "
+                             f"got {faces.dtype} {faces.shape}")
+    return selection_indices(mesh["D"][0], f"{path}[D][0]"), selection_indices(mesh["D"][1], f"{path}[D][1]")
+
+
+def load_part_ids(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Contact part id (0..7) of the 6890 vertices and of the 431 coarse vertices, from ``seg_part_info.npy``."""
+    path = Path(path)
+    seg = load_seg_part_info(path)
+    return (_part_ids(seg["verts6890_pids"], f"{path}[verts6890_pids]", C.NUM_VERTICES),
+            _part_ids(seg["verts431_pids"], f"{path}[verts431_pids]", C.NUM_VERTICES_COARSE))
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The verdict on one model file: :class:`ModelFileStatus` plus ``problem`` (None when valid)
+    and ``detail`` (what was found: shapes, dtypes)."""
+
+    status: ModelFileStatus
+    problem: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status.found and self.problem is None
+
+
+def _describe_smpl(path: Path) -> str:
+    from sahmr_ros.body.smpl import load_smpl_arrays
+
+    arrays = load_smpl_arrays(path)
+    return (f"v_template {arrays['v_template'].dtype} {arrays['v_template'].shape}, f {arrays['f'].shape}, "
+            f"shapedirs {arrays['shapedirs'].shape[2]} betas, posedirs {arrays['posedirs'].shape}")
+
+
+def _describe_regressor(path: Path) -> str:
+    reg = load_h36m_regressor(path)
+    return f"{reg.shape} float, rows sum to {reg.sum(1).min():.3f}..{reg.sum(1).max():.3f}"
+
+
+def _describe_downsampling(path: Path) -> str:
+    i1723, i431 = load_downsampling_indices(path)
+    return f"A/U/D/F levels 6890 -> {len(i1723)} -> {len(i431)} vertices, D are selections"
+
+
+def _describe_parts(path: Path) -> str:
+    ids6890, ids431 = load_part_ids(path)
+    return f"part ids 0..{int(ids6890.max())} for 6890 and {len(ids431)} vertices"
+
+
+def validate_model_dir(model_dir: str | Path) -> list[FileCheck]:
+    """Check every required file of ``model_dir`` with the loaders the pipeline uses (shapes, dtypes,
+    content), one verdict per file, SMPL first; never raises for a bad file."""
+    describe = {C.H36M_REGRESSOR_FILENAME: _describe_regressor, C.MESH_DOWNSAMPLING_FILENAME: _describe_downsampling,
+                C.SEG_PART_INFO_FILENAME: _describe_parts}
+    checks = []
+    for status in model_file_status(model_dir):
+        if not status.found:
+            checks.append(FileCheck(status, "missing", ""))
+            continue
+        fn = describe.get(status.path.name, _describe_smpl)
+        try:
+            checks.append(FileCheck(status, None, fn(status.path)))
+        except InputError as exc:
+            checks.append(FileCheck(status, str(exc), ""))
+    return checks
 
 
 # --- torch helpers ----------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ _SMPL_SHAPES = {
     "shapedirs": (C.NUM_VERTICES, 3, None),
     "posedirs": (C.NUM_VERTICES, 3, C.NUM_POSE_BASIS),
 }
+_SMPL_INTEGER_KEYS = ("f", "kintree_table")  # every other checked key holds floats
 
 
 # --- restricted unpickling ------------------------------------------------------------------------
@@ -221,6 +222,10 @@ def _check_shapes(arrays: dict[str, Any], source: Path) -> None:
         if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
             want = tuple("any" if e is None else e for e in expected)
             raise InputError(f"{source}: key {key!r} has shape {shape}, expected {want} (SMPL topology)")
+        kind = "iu" if key in _SMPL_INTEGER_KEYS else "f"
+        if np.dtype(arrays[key].dtype).kind not in kind:
+            want = "integer" if key in _SMPL_INTEGER_KEYS else "floating-point"
+            raise InputError(f"{source}: key {key!r} has dtype {arrays[key].dtype}, expected {want} values")
 
 
 def load_smpl_arrays(path: str | Path) -> dict[str, Any]:

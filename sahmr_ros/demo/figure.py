@@ -205,6 +205,8 @@ def write_demo_figure(
     handles = [
         Line2D([], [], marker="*", markersize=12, color="grey", markeredgecolor="black",
                linestyle="", label="ground-truth root"),
+    ] if len(gt_roots) else []
+    handles += [
         Line2D([], [], marker="x", markersize=9, markeredgewidth=2.5, color="grey",
                linestyle="", label="estimated root"),
         Line2D([], [], marker="s", color="black", linestyle="", label="camera"),
