@@ -221,6 +221,32 @@ def test_official_assets_load_with_the_right_shapes(official_dir):
     assert np.array_equal(seg["verts6890_pids"][idx1723][idx431], seg["verts431_pids"])
 
 
+def test_validate_model_dir_accepts_the_official_files_and_names_a_broken_one(official_dir, synthetic_model_dir,
+                                                                              tmp_path):
+    import shutil
+
+    from sahmr_ros.body import validate_model_dir
+
+    model_dir = tmp_path / "models"
+    shutil.copytree(synthetic_model_dir / C.SMPL_SUBDIR, model_dir / C.SMPL_SUBDIR)
+    for name in (C.H36M_REGRESSOR_FILENAME, C.MESH_DOWNSAMPLING_FILENAME, C.SEG_PART_INFO_FILENAME):
+        shutil.copy(official_dir / name, model_dir / name)
+    checks = validate_model_dir(model_dir)
+    assert [c.ok for c in checks] == [True] * 4, [c.problem for c in checks]
+    assert "6890 -> 1723 -> 431" in checks[2].detail
+    with zipfile.ZipFile(official_dir / C.MESH_DOWNSAMPLING_FILENAME) as src:  # D: one dense level, not 2
+        members = {n: src.read(n) for n in src.namelist()}
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((1723, 6890), np.float32))
+    members["D.npy"] = buf.getvalue()
+    with zipfile.ZipFile(model_dir / C.MESH_DOWNSAMPLING_FILENAME, "w") as dst:
+        for member, data in members.items():
+            dst.writestr(member, data)
+    checks = validate_model_dir(model_dir)
+    assert [c.ok for c in checks] == [True, True, False, True]
+    assert "key 'D' has 1 levels, expected 2" in checks[2].problem
+
+
 def test_mesh_downsampling_never_reads_key_m(official_dir, tmp_path):
     original = official_dir / C.MESH_DOWNSAMPLING_FILENAME
     reference = load_mesh_downsampling(original)
