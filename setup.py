@@ -16,6 +16,9 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # msg/*.msg is the one source of truth of the node's interfaces; sahmr_ros/ros/msg is a symlink
+    # to it, so an editable install reads msg/ itself and a wheel carries copies as package data.
+    package_data={f"{PACKAGE}.ros": ["msg/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -33,8 +36,15 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        # rosbag2 files and ROS messages without ROS: `sahmr bag`, the demo's bag, the node's conversions
+        "rosbags>=0.11.9",
+        "mcap>=1.1",
     ],
-    extras_require={"test": ["pytest>=7.0"], "cpu": ["spconv>=2.3"]},
-    entry_points={"console_scripts": ["sahmr = sahmr_ros.cli:main"]},
+    extras_require={"test": ["pytest>=7.0", "hypothesis>=6.0", "mcap-ros2-support>=0.5", "flake8>=6.0",
+                             "pydocstyle>=6.0"],
+                    "cpu": ["spconv>=2.3"]},
+    # sahmr_node and sahmr_scene_publisher need rclpy (a ROS 2 install, or the ros-jazzy wheels).
+    entry_points={"console_scripts": ["sahmr = sahmr_ros.cli:main", "sahmr_node = sahmr_ros.ros.node:main",
+                                      "sahmr_scene_publisher = sahmr_ros.ros.scene_publisher:main"]},
     zip_safe=False,
 )

@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``sahmr demo``, ``sahmr infer``, ``sahmr import-checkpoint``, ``sahmr info``.
+"""The ``sahmr`` command: ``sahmr demo``, ``sahmr infer``, ``sahmr bag``, ``sahmr import-checkpoint``, ``sahmr info``.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -45,8 +45,6 @@ def _version(dist: str) -> str:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import torch
-
-    from sahmr_ros.body import model_file_status
 
     spconv_dists = [d for d in ("spconv", "spconv-cu118", "spconv-cu120", "spconv-cu121", "spconv-cu124",
                                 "spconv-cu126") if _version(d) != "not installed"]
@@ -115,6 +113,65 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+_BAG_SKIPS = ("image_qos", "diagnostics_period_s", "meshes_topic", "contacts_topic", "humans_topic",
+              "diagnostics_topic")  # node-only settings; output topics keep the node's names
+
+
+def _add_node_param_options(parser: argparse.ArgumentParser) -> None:
+    """One option per node parameter (``--image-topic``...), defaults and help from the node's table."""
+    from dataclasses import fields
+
+    from sahmr_ros.ros.core import PARAMETERS, NodeParams
+
+    for f in fields(NodeParams):
+        if f.name in _BAG_SKIPS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f"{PARAMETERS[f.name]} (default: {default!r})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, default=",".join(default), metavar="A,B", help=help_text + "; comma-separated")
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+def _node_params_from_args(args: argparse.Namespace):
+    from dataclasses import fields
+
+    from sahmr_ros.ros.core import NodeParams
+
+    values = {}
+    for f in fields(NodeParams):
+        if f.name in _BAG_SKIPS:
+            continue
+        value = getattr(args, f.name)
+        if isinstance(f.default, tuple):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        values[f.name] = value
+    return NodeParams(**values)
+
+
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from sahmr_ros.io import read_point_cloud
+    from sahmr_ros.ros.bag import run_bag
+    from sahmr_ros.ros.core import build_pipeline
+
+    params = _node_params_from_args(args)
+    pipe = build_pipeline(params)
+    print(f"weights: {pipe.weights_description}; device {pipe.device}")
+    if args.demo:
+        print("!! demo: the embedded default weights are UNTRAINED; the meshes are not meaningful")
+    if args.scene:
+        scene = pipe.set_scene(read_point_cloud(args.scene, sample_mesh_surface=True))
+        print(f"scene from {args.scene}: {len(scene)} voxels (a scene topic in the bag replaces it)")
+    summary = run_bag(args.input, args.output, params, pipe, copy_inputs=args.copy_inputs, distro=args.distro,
+                      progress=not args.no_progress)
+    print("\n".join(summary.lines()))
+    return 0 if summary.frames_processed or not summary.frames else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sahmr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("infer", help="recover the people in your own image (map frame meshes and contacts)")
     inf.add_argument("--image", required=True, help="camera image (PNG, JPEG, ...)")
     inf.add_argument("--camera", required=True,
-                     help="intrinsics .yaml/.json: ROS camera_info YAML, `ros2 topic echo` of CameraInfo, or K / fx fy cx cy")
+                     help="intrinsics .yaml/.json: ROS camera_info YAML, `ros2 topic echo` of CameraInfo, "
+                          "or K / fx fy cx cy")
     inf.add_argument("--pose", required=True,
                      help="T_map_camera: file (.txt .npy .json .yaml) or 16 numbers (4x4 row-major) or "
                           "7 numbers 'tx ty tz qx qy qz qw'")
@@ -152,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                      help="fp16/bf16 autocast (CUDA only; default fp32)")
     inf.set_defaults(func=_cmd_infer)
+
+    bag_description = ("Replays INPUT through exactly the node's code path (latched scene, synchronisation, TF "
+                       "from /tf and /tf_static, filters, conversions, pipeline) and writes the node's output "
+                       "topics into OUTPUT (MCAP).")
+    bag = sub.add_parser("bag", help="run the node's code path on a rosbag2 (MCAP/sqlite3) and write its "
+                                     "output topics to an MCAP bag", description=bag_description)
+    bag.add_argument("input", help="rosbag2 directory, .mcap or .db3 file")
+    bag.add_argument("-o", "--output", required=True, help="output MCAP bag directory (must not exist)")
+    bag.add_argument("--scene", default=None, help="scene file (.ply .pcd .npz .npy .obj) when the bag has none")
+    bag.add_argument("--copy-inputs", action="store_true", help="also copy the input messages into OUTPUT")
+    bag.add_argument("--distro", default="jazzy", choices=("jazzy", "humble"), help="message definitions")
+    bag.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_node_param_options(bag)
+    bag.set_defaults(func=_cmd_bag)
 
     info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")

@@ -20,6 +20,30 @@ class InputError(SahmrError, ValueError):
     """
 
 
+class MessageError(InputError):
+    """A ROS message (or one of its fields) cannot be used.
+
+    The message reads ``"[<topic>: ]<field>: <detail>"``, e.g.
+    ``"image.encoding: 'mono16' is not supported (use rgb8, bgr8, rgba8, bgra8 or mono8)"``.
+
+    Attributes:
+        field: dotted path of the offending field (``"image.encoding"``,
+            ``"detections[2].bbox.size_x"``).
+        detail: what is wrong and how to fix it.
+        topic: the topic the message came from, or None when unknown.
+    """
+
+    def __init__(self, field: str, detail: str, topic: str | None = None):
+        self.field = field
+        self.detail = detail
+        self.topic = topic
+        prefix = f"{topic}: " if topic else ""
+        super().__init__(f"{prefix}{field}: {detail}")
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.detail, self.topic))
+
+
 class ModelFilesMissingError(SahmrError, FileNotFoundError):
     """One or more model files are missing.
 

@@ -59,7 +59,7 @@ def check_intrinsics(K: np.ndarray, name: str = "K") -> np.ndarray:
     Raises:
         InputError: wrong shape, non-finite entries or non-positive focal lengths.
     """
-    K = np.asarray(K, dtype=np.float64)
+    K = np.array(K, dtype=np.float64)  # a private, writable copy (ROS buffers are read-only)
     if K.shape != (3, 3):
         raise InputError(f"{name}: expected a (3, 3) intrinsic matrix, got shape {K.shape}")
     if not np.isfinite(K).all():
@@ -75,7 +75,7 @@ def check_pose(T: np.ndarray, name: str = "T_map_camera") -> np.ndarray:
     Raises:
         InputError: wrong shape, non-finite, or not a rigid transform (tolerance 1e-3).
     """
-    T = np.asarray(T, dtype=np.float64)
+    T = np.array(T, dtype=np.float64)  # a private, writable copy
     if T.shape != (4, 4):
         raise InputError(f"{name}: expected a (4, 4) homogeneous transform, got shape {T.shape}")
     if not np.isfinite(T).all():

@@ -95,7 +95,8 @@ def test_infer_writes_what_the_pipeline_computes(user_files, checkpoint, tmp_pat
 
 def test_infer_obj_meshes_and_a_skipped_box(user_files, checkpoint, tmp_path):
     out = tmp_path / "out"
-    args = _args(user_files, checkpoint, out, **{"--mesh-format": "obj"}) + ["--box", "700,10,800,100"]  # outside 640x480
+    outside = ["--box", "700,10,800,100"]  # beyond the 640x480 image
+    args = _args(user_files, checkpoint, out, **{"--mesh-format": "obj"}) + outside
     r = _sahmr("infer", *args)
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())

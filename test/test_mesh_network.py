@@ -105,17 +105,17 @@ def _linear_attention_loop(q, k, v, mask, eps=LINEAR_ATTENTION_EPS):
     phi = lambda x: F.elu(x) + 1.0  # noqa: E731
     out = torch.zeros_like(q[..., :1].expand(*q.shape[:3], v.shape[-1])).clone()
     for b in range(q.shape[0]):
-        for l in range(q.shape[1]):
+        for li in range(q.shape[1]):
             for h in range(q.shape[2]):
                 num = torch.zeros(v.shape[-1], dtype=torch.float64)
                 den = torch.zeros((), dtype=torch.float64)
                 for s in range(k.shape[1]):
                     if mask is not None and not mask[b, s]:
                         continue
-                    w = phi(q[b, l, h]) @ phi(k[b, s, h])
+                    w = phi(q[b, li, h]) @ phi(k[b, s, h])
                     num += w * v[b, s, h]
                     den += w
-                out[b, l, h] = num / (den + eps)
+                out[b, li, h] = num / (den + eps)
     return out
 
 

@@ -93,9 +93,9 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = write_synthetic_model_dir(out_dir / "synthetic_model")
-    print(f"[1/4] synthetic body model written to {model_dir}")
+    print(f"[1/5] synthetic body model written to {model_dir}")
     scene = make_demo_scene(model_dir)
-    print(f"[2/4] room: {len(scene.scene_points_map)} scan points; rendered {IMAGE_W}x{IMAGE_H} image, "
+    print(f"[2/5] room: {len(scene.scene_points_map)} scan points; rendered {IMAGE_W}x{IMAGE_H} image, "
           f"{len(scene.boxes)} people")
 
     pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device), checkpoint=checkpoint, seed=seed)
@@ -106,7 +106,7 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
         print("!! NOT meaningful. They show the pipeline running end to end. Pass --checkpoint with")
         print("!! a trained small-preset checkpoint for real estimates.")
         print("!" * 78 + "\n")
-    print(f"[3/4] weights: {pipe.weights_description}; device {pipe.device}")
+    print(f"[3/5] weights: {pipe.weights_description}; device {pipe.device}")
     pipe.set_scene(scene.scene_points_map)
     frame = pipe.process(scene.image, scene.K, scene.T_map_camera, scene.boxes)
 
@@ -147,5 +147,25 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
         lines,
     )
     mean = f"{np.mean(errors) * 1000:.0f} mm" if errors else "n/a"
-    print(f"[4/4] wrote {png} (mean root error {mean}{', UNTRAINED weights' if untrained else ''})")
+    print(f"[4/5] wrote {png} (mean root error {mean}{', UNTRAINED weights' if untrained else ''})")
+    _run_through_the_node_path(scene, pipe, out_dir)
     return png
+
+
+def _run_through_the_node_path(scene: DemoScene, pipe, out_dir: Path) -> None:
+    """Write the demo input as a rosbag2 and run it through ``sahmr bag`` (the node's code path)."""
+    import shutil
+
+    from sahmr_ros.demo.bag import write_demo_bag
+    from sahmr_ros.ros.bag import run_bag
+    from sahmr_ros.ros.core import NodeParams
+
+    bag_in, bag_out = out_dir / "demo_input_bag", out_dir / "demo_output_bag"
+    for old in (bag_in, bag_out):
+        shutil.rmtree(old, ignore_errors=True)
+    params = NodeParams(demo=True)
+    write_demo_bag(scene, bag_in, params)
+    summary = run_bag(bag_in, bag_out, params, pipe, progress=False, log=lambda line: print("  " + line))
+    print(f"[5/5] the same input as a rosbag2 through the node's code path: {summary.frames_processed} frames, "
+          f"{summary.persons} persons -> {bag_out} (topics {params.meshes_topic}, {params.contacts_topic}, "
+          f"{params.humans_topic}; open it in Foxglove, fixed frame {params.map_frame!r})")

@@ -599,4 +599,3 @@ def _check_shape(
         raise InputError(f"{name} must be floating point, got {x.dtype}")
     if integer and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise InputError(f"{name} must be an integer tensor, got {x.dtype}")
-

@@ -170,8 +170,8 @@ class RCNet(nn.Module):
                 voxel_batch.clone(), empty, [torch.zeros(0, dtype=torch.int64, device=device)] * B
             )
 
-        feats = torch.cat([anchor[voxel_batch] - centers, self._sample_features(root, centers, voxel_batch,
-                                                                                   bbx_lurb, K)], dim=1)
+        sampled = self._sample_features(root, centers, voxel_batch, bbx_lurb, K)
+        feats = torch.cat([anchor[voxel_batch] - centers, sampled], dim=1)
         out = self.contact_net(coords.to(torch.int32), feats, B)  # (V, 12)
         conf, offset, logits = out[:, 0], out[:, 1:4], out[:, 4:]
         labels = logits.argmax(dim=1)

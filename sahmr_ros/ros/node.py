@@ -1,0 +1,249 @@
+"""``sahmr_node``: the rclpy shell around :class:`~sahmr_ros.ros.core.PerceptionCore`.
+
+Subscribes image (or compressed image), camera_info, detections and the latched scene; publishes
+meshes (MarkerArray), contacts (PointCloud2), humans (HumanMeshArray) and diagnostics, all in the
+map frame with the image's stamp. Parameters: :data:`sahmr_ros.ros.core.PARAMETERS` (defaults in
+``config/params.yaml``).
+
+Callbacks only convert stamps and queue: the pipeline runs in a :class:`LatestFrameWorker` thread
+that always takes the newest synchronised frame (older waiting frames are dropped and counted).
+TF: ``tf2_ros.Buffer`` when tf2_ros is installed; otherwise (e.g. rclpy from pip wheels) a
+:class:`~sahmr_ros.ros.sync.TransformBuffer` fed from ``/tf`` and ``/tf_static``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from dataclasses import fields
+
+import numpy as np
+import rclpy
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.time import Time
+
+from sahmr_ros.errors import SahmrError
+from sahmr_ros.ros.conversions import transform_to_matrix
+from sahmr_ros.ros.core import (
+    PARAMETERS,
+    FrameInput,
+    LatestFrameWorker,
+    NodeParams,
+    PerceptionCore,
+    build_pipeline,
+)
+from sahmr_ros.ros.messages import RclpyFactory
+from sahmr_ros.ros.sync import TransformBuffer, TransformUnavailable
+
+__all__ = ["SahmrNode", "main", "LATCHED_QOS"]
+
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+LOG_PERIOD_S = 5.0  # at most one line per kind of problem in this period
+
+
+def _declare(node: Node) -> NodeParams:
+    """Declare every parameter of :data:`PARAMETERS` (read-only, with its description)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    values = {}
+    for f in fields(NodeParams):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        if isinstance(default, list) and not default:
+            from rclpy.parameter import Parameter
+
+            default = Parameter.Type.STRING_ARRAY  # an empty list has no type of its own
+        descriptor = ParameterDescriptor(description=PARAMETERS[f.name], read_only=True)
+        value = node.declare_parameter(f.name, default, descriptor).value
+        values[f.name] = [] if value is None and isinstance(f.default, tuple) else value
+    return NodeParams.from_mapping(values)
+
+
+class _Tf2Lookup:
+    """T_target_source from tf2_ros (waits up to the timeout, in the worker thread)."""
+
+    def __init__(self, node: Node, timeout_s: float):
+        import tf2_ros
+
+        self._tf2 = tf2_ros
+        self.buffer = tf2_ros.Buffer(cache_time=Duration(seconds=max(10.0, 4 * timeout_s)))
+        self.listener = tf2_ros.TransformListener(self.buffer, node)
+        self.timeout = Duration(seconds=timeout_s)
+
+    def __call__(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        tf2 = self._tf2
+        try:
+            ts = self.buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns), timeout=self.timeout)
+        except tf2.ExtrapolationException as exc:
+            raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.TOO_OLD, str(exc)) from None
+        except tf2.ConnectivityException as exc:
+            raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.NOT_CONNECTED, str(exc)) from None
+        except tf2.TransformException as exc:  # LookupException and the rest
+            raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.UNKNOWN_FRAME, str(exc)) from None
+        return transform_to_matrix(ts.transform)
+
+
+class _BufferLookup:
+    """T_target_source from a :class:`TransformBuffer` fed by /tf and /tf_static (no tf2_ros)."""
+
+    def __init__(self, node: Node, timeout_s: float, factory: RclpyFactory):
+        self.buffer = TransformBuffer(cache_s=max(10.0, 4 * timeout_s))
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        tf_message = factory.message_class("tf2_msgs/msg/TFMessage")
+        dynamic_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        node.create_subscription(tf_message, "/tf", lambda m: self._add(m, False), dynamic_qos)
+        node.create_subscription(tf_message, "/tf_static", lambda m: self._add(m, True), LATCHED_QOS)
+
+    def _add(self, msg, static: bool) -> None:
+        with self._lock:
+            self.buffer.add_tf_message(msg, static=static)
+
+    def __call__(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            with self._lock:
+                try:
+                    return self.buffer.lookup(target, source, stamp_ns)
+                except TransformUnavailable:
+                    if time.monotonic() >= deadline:
+                        raise
+            time.sleep(0.005)
+
+
+class SahmrNode(Node):
+    """The ROS 2 node (module docstring). Raises at construction when the model cannot be loaded."""
+
+    def __init__(self, **kwargs):
+        super().__init__("sahmr_node", **kwargs)
+        self.params = _declare(self)
+        p = self.params
+        self.factory = RclpyFactory()
+        log = self.get_logger()
+        self.pipeline = build_pipeline(p)
+        if p.demo and not p.checkpoint:
+            log.warning("demo:=true: the embedded default weights are UNTRAINED; the meshes are not meaningful")
+        log.info(f"weights: {self.pipeline.weights_description}; device {self.pipeline.device}")
+        self.core = PerceptionCore(self.pipeline, p, self.factory)
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+        image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else RELIABLE_QOS
+        msg = self.factory.message_class
+        image_type = msg("sensor_msgs/msg/CompressedImage" if p.compressed else "sensor_msgs/msg/Image")
+        self.create_subscription(image_type, p.image_topic, lambda m: self._on_input("image", m), image_qos)
+        self.create_subscription(msg("sensor_msgs/msg/CameraInfo"), p.camera_info_topic,
+                                 lambda m: self._on_input("camera_info", m), image_qos)
+        self.create_subscription(msg("vision_msgs/msg/Detection2DArray"), p.detections_topic,
+                                 lambda m: self._on_input("detections", m), image_qos)
+        self.create_subscription(msg("sensor_msgs/msg/PointCloud2"), p.scene_topic, self._on_scene, LATCHED_QOS)
+
+        self.pub_meshes = self.create_publisher(msg("visualization_msgs/msg/MarkerArray"), p.meshes_topic, 5)
+        self.pub_contacts = self.create_publisher(msg("sensor_msgs/msg/PointCloud2"), p.contacts_topic, 5)
+        self.pub_humans = self.create_publisher(msg("sahmr_ros/msg/HumanMeshArray"), p.humans_topic, 5)
+        self.pub_diag = self.create_publisher(msg("diagnostic_msgs/msg/DiagnosticArray"), p.diagnostics_topic, 5)
+
+        try:
+            self.lookup = _Tf2Lookup(self, p.tf_timeout_s)
+            tf_source = "tf2_ros"
+        except ImportError:
+            self.lookup = _BufferLookup(self, p.tf_timeout_s, self.factory)
+            tf_source = "/tf and /tf_static (tf2_ros not installed)"
+        self.worker = LatestFrameWorker(self._work, self._on_worker_error)
+        if p.diagnostics_period_s > 0:
+            self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
+        log.info(f"listening: image {p.image_topic}{' (compressed)' if p.compressed else ''}, camera_info "
+                 f"{p.camera_info_topic}, detections {p.detections_topic}, scene {p.scene_topic}; TF from "
+                 f"{tf_source}; publishing in frame {p.map_frame!r}")
+
+    # -- logging ------------------------------------------------------------------------------------
+    def _log_throttled(self, key: str, line: str, level: str = "warning") -> None:
+        """One line per ``key`` every LOG_PERIOD_S, with the count of lines held back meanwhile."""
+        now = time.monotonic()
+        if now - self._last_log.get(key, -1e9) < LOG_PERIOD_S:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        held = self._suppressed.pop(key, 0)
+        self._last_log[key] = now
+        getattr(self.get_logger(), level)(line + (f" ({held} similar suppressed)" if held else ""))
+
+    # -- callbacks ----------------------------------------------------------------------------------
+    def _on_scene(self, msg) -> None:
+        try:
+            self.get_logger().info(self.core.on_scene(msg))
+        except SahmrError as exc:
+            self.core.record_error("scene", str(exc))
+            self._log_throttled("scene", str(exc))
+
+    def _on_input(self, stream: str, msg) -> None:
+        try:
+            frames = self.core.add(stream, msg)
+        except SahmrError as exc:
+            self.core.record_error(stream, str(exc))
+            self._log_throttled(stream, str(exc))
+            return
+        for frame in frames:
+            self.worker.submit(frame)
+
+    # -- worker -------------------------------------------------------------------------------------
+    def _work(self, frame: FrameInput) -> None:
+        out = self.core.handle(frame, self.lookup)
+        if out.error:
+            self._log_throttled(out.error.split(":")[0], out.error)
+            return
+        for line in out.warnings:
+            self._log_throttled(line.split(":")[0], line)
+        self.pub_meshes.publish(out.markers)
+        self.pub_contacts.publish(out.contacts)
+        self.pub_humans.publish(out.humans)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        line = f"unexpected error while processing a frame (the node goes on): {type(exc).__name__}: {exc}"
+        self.core.record_error("internal", line)
+        self._log_throttled("internal", line + "\n" + "".join(traceback.format_exception(exc)), "error")
+
+    def _publish_diagnostics(self) -> None:
+        stamp = self.get_clock().now().nanoseconds
+        self.pub_diag.publish(self.core.diagnostics_message(stamp, dropped_stale=self.worker.dropped))
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run sahmr_ros sahmr_node``: exits with status 1 and one clear line when the model
+    cannot be loaded (no checkpoint, missing model files)."""
+    from sahmr_ros.cli import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    rclpy.init(args=args)
+    try:
+        node = SahmrNode()
+    except SahmrError as exc:
+        rclpy.logging.get_logger("sahmr_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
