@@ -114,7 +114,7 @@ def parse_str_list(name, text):
 
 
 def convert(name, kind, text):
-    """The launch argument string ``text`` as the native value of type ``kind`` (see NODE_ARGUMENTS)."""
+    """Convert the launch argument string ``text`` to the native value of type ``kind`` (see NODE_ARGUMENTS)."""
     if kind == "bool":
         return parse_bool(name, text)
     if kind == "float":
@@ -163,7 +163,7 @@ def params_file_values(path):
 
 
 def share_directory():
-    """The installed share/sahmr_ros, or the source checkout holding this file when not installed."""
+    """Return the installed share/sahmr_ros, or the source checkout holding this file when not installed."""
     checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -175,7 +175,7 @@ def share_directory():
 
 
 def default_value(spec):
-    """A LAUNCH_ARGUMENTS default: ``@share/<relative path>`` resolved in :func:`share_directory`."""
+    """Resolve a LAUNCH_ARGUMENTS default: ``@share/<relative path>`` in :func:`share_directory`."""
     if spec.startswith("@share/"):
         return os.path.join(share_directory(), spec[len("@share/"):])
     return spec
@@ -195,7 +195,7 @@ def _ros_value(value):
 
 
 def launch_setup(context, *args, **kwargs):
-    """OpaqueFunction body: the nodes, built from the launch configurations of ``context``."""
+    """Build the nodes from the launch configurations of ``context`` (the OpaqueFunction body)."""
     from launch.actions import LogInfo
     from launch_ros.actions import Node
 

@@ -99,7 +99,10 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of a (4, 4) rigid transform, e.g. ``T_camera_map = invert_transform(T_map_camera)``."""
+    """Invert a (4, 4) rigid transform.
+
+    E.g. ``T_camera_map = invert_transform(T_map_camera)``.
+    """
     T = np.asarray(T, dtype=np.float64)
     out = np.eye(4)
     out[:3, :3] = T[:3, :3].T
@@ -249,7 +252,7 @@ def in_crop_frustum(
 def frustum_corners_camera(
     K: np.ndarray, bbx_lurb: np.ndarray, near: float = C.FRUSTUM_NEAR_M, far: float = C.FRUSTUM_FAR_M
 ) -> np.ndarray:
-    """The 8 corners (near lu, ru, rb, lb, then far) of a crop box's frustum, camera frame (8, 3)."""
+    """Return the 8 corners (near lu, ru, rb, lb, then far) of a crop box's frustum, camera frame (8, 3)."""
     l, u, r, b = np.asarray(bbx_lurb, dtype=np.float64)
     uv = np.array([[l, u], [r, u], [r, b], [l, b]] * 2)
     depth = np.array([near] * 4 + [far] * 4)

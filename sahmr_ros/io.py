@@ -246,7 +246,7 @@ def read_camera(path: str | Path) -> Camera:
 
 
 def _distort_normalised(x: np.ndarray, y: np.ndarray, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV radial-tangential (rational) model on normalised coordinates (coeffs padded to 8)."""
+    """Apply the OpenCV radial-tangential (rational) model to normalised coordinates (coeffs padded to 8)."""
     k1, k2, p1, p2, k3, k4, k5, k6 = coeffs
     r2 = x * x + y * y
     radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))

@@ -219,7 +219,7 @@ class Pipeline:
     @classmethod
     def embedded_default(cls, model_dir: str | Path, config: PipelineConfig = PipelineConfig(),
                          checkpoint: str | Path | None = None, seed: int = 0) -> "Pipeline":
-        """The embedded default: the synthetic body model and the ``small`` preset.
+        """Build the embedded default: the synthetic body model and the ``small`` preset.
 
         Needs no download. The weights are random (``seed``) - UNTRAINED - unless a checkpoint
         (of either preset) is given. Only used when explicitly asked for (``sahmr demo``, ``--demo``).

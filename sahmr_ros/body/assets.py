@@ -64,7 +64,7 @@ class ModelFileStatus:
 
 
 def model_file_status(model_dir: str | Path) -> list[ModelFileStatus]:
-    """The required files of ``model_dir`` (SMPL first), found or not; the one table of them."""
+    """List the required files of ``model_dir`` (SMPL first), found or not; the one table of them."""
     model_dir = Path(model_dir)
     smpl = find_smpl_file(model_dir) if model_dir.is_dir() else None
     out = [ModelFileStatus(smpl or model_dir / C.SMPL_SUBDIR / C.SMPL_NEUTRAL_FILENAMES[0],
@@ -122,8 +122,11 @@ def load_mesh_downsampling(path: str | Path) -> dict[str, list]:
 
 
 def load_seg_part_info(path: str | Path) -> dict:
-    """``seg_part_info.npy``: ``predefined_segparts`` (8 names), ``verts6890_pids`` (6890,) and
-    ``verts431_pids`` (431,) as stored (float part ids 0..7)."""
+    """Load ``seg_part_info.npy``.
+
+    Returns ``predefined_segparts`` (8 names), ``verts6890_pids`` (6890,) and ``verts431_pids`` (431,)
+    as stored (float part ids 0..7).
+    """
     path = Path(path)
     _require(path)
     with open(path, "rb") as file:
@@ -247,7 +250,7 @@ _LEVEL_SIZES = (C.NUM_VERTICES, C.NUM_VERTICES_MID, C.NUM_VERTICES_COARSE)
 
 
 def load_downsampling_indices(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The two vertex selections of ``mesh_downsampling.npz``, every level's shape checked.
+    """Load the two vertex selections of ``mesh_downsampling.npz``, every level's shape checked.
 
     Returns:
         ``index_1723`` (1723,) ids into the 6890 vertices and ``index_431`` (431,) ids into the 1723.
@@ -282,8 +285,11 @@ def load_part_ids(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """The verdict on one model file: :class:`ModelFileStatus` plus ``problem`` (None when valid)
-    and ``detail`` (what was found: shapes, dtypes)."""
+    """The verdict on one model file.
+
+    :class:`ModelFileStatus` plus ``problem`` (None when valid) and ``detail`` (what was found:
+    shapes, dtypes).
+    """
 
     status: ModelFileStatus
     problem: str | None
@@ -318,8 +324,10 @@ def _describe_parts(path: Path) -> str:
 
 
 def validate_model_dir(model_dir: str | Path) -> list[FileCheck]:
-    """Check every required file of ``model_dir`` with the loaders the pipeline uses (shapes, dtypes,
-    content), one verdict per file, SMPL first; never raises for a bad file."""
+    """Check every required file of ``model_dir`` with the loaders the pipeline uses.
+
+    Checks shapes, dtypes and content; one verdict per file, SMPL first; never raises for a bad file.
+    """
     describe = {C.H36M_REGRESSOR_FILENAME: _describe_regressor, C.MESH_DOWNSAMPLING_FILENAME: _describe_downsampling,
                 C.SEG_PART_INFO_FILENAME: _describe_parts}
     checks = []
@@ -359,6 +367,6 @@ def h36m_pelvis(vertices: torch.Tensor, j_regressor) -> torch.Tensor:
 
 
 def joints14_from_vertices(vertices: torch.Tensor, j_regressor) -> torch.Tensor:
-    """The 14 evaluation joints (B, 14, 3) (H36M rows ``H36M_J17_TO_J14``) of vertices (B, 6890, 3)."""
+    """Regress the 14 evaluation joints (B, 14, 3) (H36M rows ``H36M_J17_TO_J14``) of vertices (B, 6890, 3)."""
     reg = _regressor_like(vertices, j_regressor)[list(C.H36M_J17_TO_J14)]
     return torch.einsum("jv,bvc->bjc", reg, vertices)

@@ -96,7 +96,7 @@ def _chumpy_stub(module: str, name: str) -> type:
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
-    """(module, name) -> object for every global a model file may reference (old and new paths)."""
+    """Map (module, name) -> object for every global a model file may reference (old and new paths)."""
     try:  # numpy >= 2
         from numpy._core import multiarray, numeric
     except ImportError:  # numpy 1.x
@@ -200,7 +200,7 @@ def _npz_keys(path: Path) -> list[str]:
 
 # --- SMPL arrays ------------------------------------------------------------------------------------
 def _to_plain(value: Any, key: str, source: Path) -> Any:
-    """chumpy stubs -> numpy arrays; everything else unchanged."""
+    """Convert chumpy stubs to numpy arrays; leave everything else unchanged."""
     if isinstance(value, _ChumpyObject):
         state = getattr(value, "state", None)
         if isinstance(state, tuple):  # (dict, slots)
@@ -261,7 +261,7 @@ def load_smpl_arrays(path: str | Path) -> dict[str, Any]:
 
 
 def smpl_data_struct(arrays: dict[str, Any]) -> Struct:
-    """The struct ``smplx.SMPL(data_struct=...)`` reads, from :func:`load_smpl_arrays` output.
+    """Build the struct ``smplx.SMPL(data_struct=...)`` reads, from :func:`load_smpl_arrays` output.
 
     ``kintree_table`` becomes int64 with -1 for the root (SMPL stores 2**32 - 1), faces int64,
     dense arrays float64; ``J_regressor`` stays sparse if it is.
@@ -284,7 +284,7 @@ def smpl_data_struct(arrays: dict[str, Any]) -> Struct:
 
 
 def find_smpl_file(model_dir: str | Path, gender: str = "neutral") -> Path | None:
-    """The SMPL file of ``gender`` in ``model_dir/smpl/`` (first existing candidate), or None.
+    """Return the SMPL file of ``gender`` in ``model_dir/smpl/`` (first existing candidate), or None.
 
     ``model_dir`` may also be the model file itself.
     """
@@ -306,7 +306,7 @@ def load_body_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> smplx.SMPL:
-    """An ``smplx.SMPL`` built from the SMPL file in ``model_dir/smpl/`` without chumpy.
+    """Build an ``smplx.SMPL`` from the SMPL file in ``model_dir/smpl/`` without chumpy.
 
     Args:
         model_dir: model directory (``model_dir/smpl/SMPL_NEUTRAL.pkl`` or an accepted alternative,

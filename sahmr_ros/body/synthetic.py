@@ -175,7 +175,7 @@ class SyntheticBody:
 
 # --- torso ----------------------------------------------------------------------------------------
 def _torso(p: np.ndarray) -> np.ndarray:
-    """Unit directions (N, 3) -> torso surface points (N, 3). An embedding of the sphere."""
+    """Map unit directions (N, 3) -> torso surface points (N, 3). An embedding of the sphere."""
     n = _TORSO_EXP_XZ
     m = np.where(p[..., 1] < 0, _TORSO_EXP_BOTTOM, _TORSO_EXP_TOP)
     horizontal = (np.abs(p[..., 0]) ** n + np.abs(p[..., 2]) ** n) ** (m / n)
@@ -206,7 +206,7 @@ def _on_cap(axis, e1, e2, phi, psi) -> np.ndarray:
 
 
 def _hole_axis(target: np.ndarray) -> np.ndarray:
-    """Unit direction whose torso point is nearest to ``target``."""
+    """Find the unit direction whose torso point is nearest to ``target``."""
     def cost(a):
         return float(np.sum((_torso(_latlon(a[0], a[1])) - target) ** 2))
     d = target - np.array([0.0, 0.5 * (_TORSO_TOP + _TORSO_BOTTOM), 0.0])

@@ -1,5 +1,7 @@
-"""Parts of the embedded demo (``sahmr demo``): a procedural room, a numpy rasteriser, posed
-ground-truth bodies and the result figure. Nothing here downloads anything.
+"""Parts of the embedded demo (``sahmr demo``).
+
+A procedural room, a numpy rasteriser, posed ground-truth bodies and the result figure. Nothing here
+downloads anything.
 
 Frames: the room and the bodies live in the map frame (REP-103, z up, metres); cameras are optical
 (x right, y down, z forward) and ``T_camera_map`` maps map-frame points into the camera frame.

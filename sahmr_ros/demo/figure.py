@@ -43,7 +43,7 @@ def _person_color(i: int, scale: float = 255.0) -> tuple[float, float, float]:
 
 
 def _overlay_meshes(image: np.ndarray, projected_vertices, faces) -> tuple[np.ndarray, list]:
-    """The image with each mesh's coverage blended in, and the coverage masks."""
+    """Return the image with each mesh's coverage blended in, and the coverage masks."""
     height, width = image.shape[:2]
     blended = image.astype(np.float64)
     masks = []
@@ -58,8 +58,11 @@ def _overlay_meshes(image: np.ndarray, projected_vertices, faces) -> tuple[np.nd
 
 
 def _top_view_points(ax, room_points: np.ndarray) -> None:
-    """Draw the room points from above as a height map: one grey cell per occupied top-view cell,
-    darker where the highest point in it is higher (floor light, furniture mid, walls dark)."""
+    """Draw the room points from above as a height map.
+
+    One grey cell per occupied top-view cell, darker where the highest point in it is higher (floor
+    light, furniture mid, walls dark).
+    """
     if len(room_points) == 0:
         return
     cells = np.floor(room_points[:, :2] / _TOP_VIEW_CELL_M).astype(np.int64)

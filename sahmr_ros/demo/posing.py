@@ -78,7 +78,7 @@ def _arms(body_pose: np.ndarray, down_deg: float, forward_deg: float, elbow_deg:
 def standing_pose(
     arm_down_deg: float = 72.0, arm_forward_deg: float = 5.0, elbow_bend_deg: float = 15.0
 ) -> dict[str, torch.Tensor]:
-    """A relaxed standing pose: legs straight, arms lowered from the T-pose, elbows slightly bent.
+    """Return a relaxed standing pose: legs straight, arms lowered from the T-pose, elbows slightly bent.
 
     Args:
         arm_down_deg: how far the arms come down from the T-pose (90 = along the body).
@@ -100,8 +100,9 @@ def sitting_pose(
     arm_forward_deg: float = 10.0,
     elbow_bend_deg: float = 45.0,
 ) -> dict[str, torch.Tensor]:
-    """A sitting pose: thighs raised forward at the hips, shins bent down at the knees, hands
-    resting on the thighs.
+    """Return a sitting pose.
+
+    Thighs raised forward at the hips, shins bent down at the knees, hands resting on the thighs.
 
     Hip flexion is a negative rotation about SMPL x (the thigh swings from -y towards +z); knee
     flexion a positive one (the shin swings back down). The defaults (thighs 10 degrees below

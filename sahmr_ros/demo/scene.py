@@ -91,7 +91,7 @@ class _Rect:
 
 
 def _box(lo, hi, color, *, bottom: bool = False, skip: tuple[str, ...] = ()) -> list[_Rect]:
-    """The faces of the box ``lo``..``hi``; the bottom face only if ``bottom`` (it rests on something).
+    """Return the faces of the box ``lo``..``hi``; the bottom face only if ``bottom`` (it rests on something).
 
     ``skip`` names faces hidden against a wall: any of ``"-x", "+x", "-y", "+y"``.
     """
@@ -132,7 +132,7 @@ def _floor_and_walls() -> list[_Rect]:
 
 
 def _chair(cx: float, cy: float) -> list[_Rect]:
-    """A chair centred at (cx, cy) whose back is on its +y side (a sitter faces -y)."""
+    """Build a chair centred at (cx, cy) whose back is on its +y side (a sitter faces -y)."""
     half, leg, seat_t = 0.22, 0.04, 0.04
     top = CHAIR_SEAT_HEIGHT_M
     rects = _box((cx - half, cy - half, top - seat_t), (cx + half, cy + half, top), _CHAIR_COLOR,
@@ -148,7 +148,7 @@ def _chair(cx: float, cy: float) -> list[_Rect]:
 
 
 def _sofa(x0: float, x1: float) -> list[_Rect]:
-    """A sofa against the back wall between x0 and x1 (a sitter faces -y)."""
+    """Build a sofa against the back wall between x0 and x1 (a sitter faces -y)."""
     y1 = ROOM_Y_M[1]
     back_t, arm_w = _SOFA_BACK_M, 0.16
     y0 = y1 - _SOFA_DEPTH_M

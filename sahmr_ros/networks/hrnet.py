@@ -104,7 +104,7 @@ class HRNetConfig:
 
     @classmethod
     def small(cls) -> HRNetConfig:
-        """A light network of the same design, for CPU tests and training from scratch."""
+        """Return a light network of the same design, for CPU tests and training from scratch."""
         return cls(stem_channels=16, stage1_width=16, stage1_blocks=1,
                    branch_channels=(8, 16, 32, 64), blocks_per_branch=1,
                    modules_per_stage=(1, 1, 1), head_widths=(8, 16, 32, 64),

@@ -164,12 +164,12 @@ class MeshNetworkConfig:
 
     @classmethod
     def official(cls) -> MeshNetworkConfig:
-        """The released SA-HMR mesh network (HRNet-W64 features, 2048 channels)."""
+        """Return the released SA-HMR mesh network (HRNet-W64 features, 2048 channels)."""
         return cls()
 
     @classmethod
     def small(cls) -> MeshNetworkConfig:
-        """Same design, narrow: for tests and quick experiments (not checkpoint compatible)."""
+        """Return the same design, narrow: for tests and quick experiments (not checkpoint compatible)."""
         return cls(
             input_dims=(3 + 256, 64, 32),
             hidden_dims=(64, 32, 32),

@@ -126,8 +126,11 @@ class _RosbagsSource:
 
 
 class _McapStreamSource:
-    """An MCAP file read front to back without its summary: a recording that was cut off (no footer)
-    still yields every message up to the damage. Topics are only known as they appear."""
+    """An MCAP file read front to back, without its summary.
+
+    A recording that was cut off (no footer) still yields every message up to the damage. Topics are
+    only known as they appear.
+    """
 
     def __init__(self, path: Path):
         from mcap.stream_reader import StreamReader
@@ -168,7 +171,7 @@ class _McapStreamSource:
 
 
 def _open_source(path: Path, log: Callable[[str], None]):
-    """rosbags for a sound bag; for an MCAP whose summary is missing or damaged, the stream reader."""
+    """Open a sound bag with rosbags, an MCAP whose summary is missing or damaged with the stream reader."""
     try:
         return _RosbagsSource(path)
     except Exception as exc:  # noqa: BLE001

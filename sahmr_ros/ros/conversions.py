@@ -132,7 +132,7 @@ def _str(value: Any, field: str, topic: str | None) -> str:
 
 
 def _byte_buffer(data: Any, field: str, topic: str | None) -> np.ndarray:
-    """A read-only 1-D uint8 view of ``data`` (numpy, array.array, bytes, list of ints)."""
+    """Return a read-only 1-D uint8 view of ``data`` (numpy, array.array, bytes, list of ints)."""
     if isinstance(data, np.ndarray):
         flat = np.ascontiguousarray(data).reshape(-1)
         if flat.dtype == np.uint8:

@@ -140,7 +140,7 @@ PARAMETERS: dict[str, str] = {
 
 
 def build_pipeline(params: NodeParams, demo_dir: str | None = None):
-    """The :class:`~sahmr_ros.pipeline.Pipeline` the parameters ask for.
+    """Build the :class:`~sahmr_ros.pipeline.Pipeline` the parameters ask for.
 
     ``checkpoint`` set: that checkpoint with the body files of ``model_dir``. Otherwise ``demo``
     must be true: the embedded default (synthetic body written to ``demo_dir`` or a temporary
@@ -329,8 +329,11 @@ class PerceptionCore:
         self._record_success(result)
 
     def _intrinsics(self, camera_info: Any, rgb: np.ndarray):
-        """``(K, camera)`` for ``rgb`` under the distortion rule: ``camera`` is the
-        :class:`sahmr_ros.io.Camera` to undistort the image with, or None when it needs no undistortion."""
+        """Return ``(K, camera)`` for ``rgb`` under the distortion rule.
+
+        ``camera`` is the :class:`sahmr_ros.io.Camera` to undistort the image with, or None when it
+        needs no undistortion.
+        """
         p = self.params
         intr = camera_info_to_intrinsics(camera_info, topic=p.camera_info_topic)
         height, width = rgb.shape[:2]
@@ -368,8 +371,11 @@ class PerceptionCore:
                 self._stage_ms[stage].append(ms)
 
     def record_error(self, kind: str, line: str, frame: bool = False) -> str:
-        """Count an error of ``kind`` (``image``, ``camera_info``, ``detections``, ``scene``, ``tf``...)
-        and keep it as the last error; ``frame``: it cost a synchronised frame."""
+        """Count an error of ``kind`` and keep it as the last error.
+
+        ``kind``: ``image``, ``camera_info``, ``detections``, ``scene``, ``tf``...; ``frame``: the
+        error cost a synchronised frame.
+        """
         with self._lock:
             self.counts["frames_failed"] += int(frame)
             self.errors_by_kind[kind] += 1
@@ -377,7 +383,7 @@ class PerceptionCore:
         return line
 
     def rate_hz(self) -> float:
-        """Processed frames per second over the last (up to) 50 frames."""
+        """Return the processed frames per second over the last (up to) 50 frames."""
         times = list(self._done_times)
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
@@ -447,7 +453,7 @@ class LatestFrameWorker:
         return replaced
 
     def idle(self) -> bool:
-        """True when nothing is pending or running."""
+        """Tell whether nothing is pending or running."""
         with self._cond:
             return not self._has_pending and not self._busy
 

@@ -100,7 +100,7 @@ def read_interface_definitions(msg_dir: Path | str | None = None) -> dict[str, s
 
 
 def make_typestore(distro: str = "jazzy") -> Typestore:
-    """A rosbags type store for ``distro`` with vision_msgs 4.x and sahmr_ros/msg registered.
+    """Build a rosbags type store for ``distro`` with vision_msgs 4.x and sahmr_ros/msg registered.
 
     Args:
         distro: ``"jazzy"`` or ``"humble"`` (the standard message definitions of that release).
@@ -122,7 +122,7 @@ def make_typestore(distro: str = "jazzy") -> Typestore:
 
 
 def make_legacy_vision_typestore(version: int = 3) -> Typestore:
-    """The ROS 2 Foxy type store with an older vision_msgs layout registered (for tests).
+    """Build the ROS 2 Foxy type store with an older vision_msgs layout registered (for tests).
 
     Args:
         version: 3 (``bbox.center`` = ``geometry_msgs/Pose2D``, ``results[i].hypothesis.class_id``,

@@ -17,7 +17,7 @@ content:
 Neither backend imports rclpy at module import: :class:`RclpyFactory` imports message classes
 lazily by name (``"pkg/msg/Name"`` -> ``pkg.msg.Name``).
 
-Stamp helpers: :func:`stamp_to_ns` and :func:`ns_to_time`.
+Stamp helpers: :func:`ns_to_time` (and :func:`sahmr_ros.ros.sync.stamp_to_ns` for the reverse).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ __all__ = [
     "MessageFactory",
     "RosbagsFactory",
     "RclpyFactory",
-    "stamp_to_ns",
     "ns_to_time",
     "duration_from_seconds",
 ]
@@ -75,10 +74,10 @@ class MessageFactory(Protocol):
     """What conversions need from a message backend."""
 
     def make(self, msgtype: str, **fields: Any) -> Any:
-        """A ``msgtype`` (``"pkg/msg/Name"``) message; fields not given take their defaults."""
+        """Build a ``msgtype`` (``"pkg/msg/Name"``) message; fields not given take their defaults."""
 
     def array(self, values: np.ndarray) -> Any:
-        """The backend-native value of a primitive sequence field holding ``values`` (1-D)."""
+        """Return the backend-native value of a primitive sequence field holding ``values`` (1-D)."""
 
     def points(self, xyz: np.ndarray) -> list:
         """``geometry_msgs/msg/Point`` messages, one per row of ``xyz`` (N, 3)."""
@@ -197,7 +196,7 @@ class RosbagsFactory:
         return cls(**kwargs)
 
     def array(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as a contiguous 1-D numpy array (a view when it already is one); rosbags stores numpy."""
+        """Return the values as one contiguous 1-D numpy vector (no copy if possible), as rosbags stores them."""
         return np.ascontiguousarray(_flat(values))
 
     def points(self, xyz: np.ndarray) -> list:
@@ -224,7 +223,7 @@ class RclpyFactory:
         self._field_types: dict[str, dict[str, str]] = {}
 
     def message_class(self, msgtype: str) -> type:
-        """The generated Python class of ``msgtype`` (``"pkg/msg/Name"``)."""
+        """Return the generated Python class of ``msgtype`` (``"pkg/msg/Name"``)."""
         cls = self._classes.get(msgtype)
         if cls is None:
             parts = msgtype.split("/")
@@ -293,18 +292,6 @@ class RclpyFactory:
 # ------------------------------------------------------------------------------------------------
 # stamps
 # ------------------------------------------------------------------------------------------------
-def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds of a ``builtin_interfaces/msg/Time`` (``sec``, ``nanosec``) or of a header.
-
-    Accepts ``header.stamp``, a header (its ``stamp`` is used) or a ROS 1 style ``secs`` / ``nsecs``.
-    """
-    if hasattr(stamp, "stamp"):
-        stamp = stamp.stamp
-    if hasattr(stamp, "sec"):
-        return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-    return int(stamp.secs) * NS_PER_S + int(stamp.nsecs)
-
-
 def ns_to_time(factory: MessageFactory, ns: int) -> Any:
     """``builtin_interfaces/msg/Time`` for ``ns`` nanoseconds (``nanosec`` always in [0, 1e9))."""
     sec, nanosec = divmod(int(ns), NS_PER_S)

@@ -223,8 +223,11 @@ class SahmrNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run sahmr_ros sahmr_node``: exits with status 1 and one clear line when the model
-    cannot be loaded (no checkpoint, missing model files)."""
+    """Run ``ros2 run sahmr_ros sahmr_node``.
+
+    Exits with status 1 and one clear line when the model cannot be loaded (no checkpoint, missing
+    model files).
+    """
     from sahmr_ros.cli import quiet_third_party_logs
 
     quiet_third_party_logs()

@@ -437,7 +437,7 @@ class TransformBuffer:
         return edge.parent if edge else None
 
     def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_ns: int = 0) -> bool:
-        """True if :meth:`lookup` with the same arguments would succeed."""
+        """Tell whether :meth:`lookup` with the same arguments would succeed."""
         try:
             self.lookup(target_frame, source_frame, stamp_ns, tolerance_ns)
         except TransformUnavailable:

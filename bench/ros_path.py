@@ -1,0 +1,115 @@
+"""Per-frame cost of the node's message work around the pipeline (rosbags messages, no ROS needed).
+
+    python bench/ros_path.py                 # 1, 4, 8 persons, small preset, CPU
+    python bench/ros_path.py --persons 1 2 --repeats 10
+
+Stages: decoding the rgb8 Image, CameraInfo and Detection2DArray (``inputs``), the pipeline
+(``pipeline``, as bench/latency.py measures it in detail), building the MarkerArray (``markers``:
+41,328 points per person), the contact PointCloud2 (``contacts``) and the HumanMeshArray
+(``humans``), and CDR serialisation of the three outputs (``serialise``: what a bag write or a DDS
+publish pays). Prints medians in ms and each stage's share of the frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sahmr_ros.body.synthetic import write_synthetic_model_dir  # noqa: E402
+from sahmr_ros.demo.run import make_demo_scene  # noqa: E402
+from sahmr_ros.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from sahmr_ros.ros.conversions import (  # noqa: E402
+    camera_info_to_intrinsics,
+    contacts_to_pointcloud2,
+    detections_to_boxes,
+    human_mesh_array,
+    image_to_rgb,
+    mesh_markers,
+)
+from sahmr_ros.ros.interfaces import make_typestore  # noqa: E402
+from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time  # noqa: E402
+
+STAGES = ("inputs", "pipeline", "markers", "contacts", "humans", "serialise")
+
+
+def _inputs(f, scene, n: int):
+    h, w = scene.image.shape[:2]
+    header = f.make("std_msgs/msg/Header", stamp=ns_to_time(f, 1), frame_id="camera")
+    image = f.make("sensor_msgs/msg/Image", header=header, height=h, width=w, encoding="rgb8", step=3 * w,
+                   data=f.array(scene.image.reshape(-1)))
+    info = f.make("sensor_msgs/msg/CameraInfo", header=header, height=h, width=w, k=scene.K.reshape(-1))
+    dets = []
+    for i in range(n):
+        x1, y1, x2, y2 = scene.boxes[i % len(scene.boxes)] + (i // len(scene.boxes)) * np.array([3.0, 0, 3.0, 0])
+        point = f.make("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2)
+        center = f.make("vision_msgs/msg/Pose2D", position=point)
+        dets.append(f.make("vision_msgs/msg/Detection2D", id=str(i), bbox=f.make(
+            "vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)))
+    return image, info, f.make("vision_msgs/msg/Detection2DArray", header=header, detections=dets)
+
+
+def _frame(ts, f, pipe, scene, msgs) -> dict[str, float]:
+    t = {}
+    t0 = time.perf_counter()
+    image, info, dets = msgs
+    rgb = image_to_rgb(image)
+    K = camera_info_to_intrinsics(info).K
+    boxes = detections_to_boxes(dets)
+    t["inputs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = pipe.process(rgb, K, scene.T_map_camera, boxes.boxes, boxes.scores)
+    t["pipeline"] = time.perf_counter() - t0
+    header = f.make("std_msgs/msg/Header", stamp=ns_to_time(f, 1), frame_id="map")
+    t0 = time.perf_counter()
+    markers = mesh_markers(f, header, result.persons, pipe.faces, ids=boxes.ids)
+    t["markers"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    contacts = contacts_to_pointcloud2(f, header, result.persons)
+    t["contacts"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    humans = human_mesh_array(f, header, result.persons, ids=boxes.ids)
+    t["humans"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ts.serialize_cdr(markers, "visualization_msgs/msg/MarkerArray")
+    ts.serialize_cdr(contacts, "sensor_msgs/msg/PointCloud2")
+    ts.serialize_cdr(humans, "sahmr_ros/msg/HumanMeshArray")
+    t["serialise"] = time.perf_counter() - t0
+    return {k: v * 1e3 for k, v in t.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    model_dir = write_synthetic_model_dir(Path(tempfile.mkdtemp()) / "model")
+    scene = make_demo_scene(model_dir)
+    torch.manual_seed(0)
+    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=args.device))
+    pipe.set_scene(scene.scene_points_map)
+    ts = make_typestore()
+    f = RosbagsFactory(ts)
+    print(f"node message path, small preset, {args.device}, medians of {args.repeats} (ms)")
+    print(f"{'persons':>8} " + " ".join(f"{s:>10}" for s in STAGES) + f" {'total':>9}  message share")
+    for n in args.persons:
+        msgs = _inputs(f, scene, n)
+        _frame(ts, f, pipe, scene, msgs)  # warm-up
+        runs = [_frame(ts, f, pipe, scene, msgs) for _ in range(args.repeats)]
+        med = {s: float(np.median([r[s] for r in runs])) for s in STAGES}
+        total = sum(med.values())
+        share = 1.0 - med["pipeline"] / total
+        print(f"{n:>8} " + " ".join(f"{med[s]:>10.1f}" for s in STAGES) + f" {total:>9.1f}  {share:6.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""PerceptionCore (the node's per-frame logic) and the latest-frame worker, on rosbags messages.
+
+The expected values come from the pipeline run directly on the same arrays, or from hand-built
+inputs (a rotated camera matrix for the ``rectified`` rule, a known image for the compressed path).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sahmr_ros.errors import InputError
+from sahmr_ros.pipeline import Pipeline, PipelineConfig
+from sahmr_ros.ros.conversions import xyz_to_pointcloud2
+from sahmr_ros.ros.core import FrameInput, LatestFrameWorker, NodeParams, PerceptionCore
+from sahmr_ros.ros.interfaces import make_typestore
+from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time
+from sahmr_ros.ros.sync import TransformUnavailable
+
+STAMP = 1_700_000_000_500_000_000
+
+
+@pytest.fixture(scope="module")
+def demo_scene(synthetic_model_dir):
+    from sahmr_ros.demo.run import make_demo_scene
+
+    return make_demo_scene(synthetic_model_dir)
+
+
+@pytest.fixture(scope="module")
+def pipeline(synthetic_model_dir, demo_scene):
+    torch.manual_seed(0)
+    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    pipe.set_scene(demo_scene.scene_points_map)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def f():
+    return RosbagsFactory(make_typestore())
+
+
+def _header(f, frame="camera", stamp=STAMP):
+    return f.make("std_msgs/msg/Header", stamp=ns_to_time(f, stamp), frame_id=frame)
+
+
+def _messages(f, scene, classes=("person", "person"), scores=(0.9, 0.9), d=(0.0,) * 5, p=None, compressed=False):
+    h, w = scene.image.shape[:2]
+    if compressed:
+        buf = io.BytesIO()
+        Image.fromarray(scene.image).save(buf, format="PNG")
+        image = f.make("sensor_msgs/msg/CompressedImage", header=_header(f), format="png",
+                       data=f.array(np.frombuffer(buf.getvalue(), np.uint8)))
+    else:
+        image = f.make("sensor_msgs/msg/Image", header=_header(f), height=h, width=w, encoding="rgb8", step=3 * w,
+                       data=f.array(scene.image.reshape(-1)))
+    P = np.hstack([scene.K, np.zeros((3, 1))]) if p is None else p
+    info = f.make("sensor_msgs/msg/CameraInfo", header=_header(f), height=h, width=w, distortion_model="plumb_bob",
+                  d=np.asarray(d, float), k=scene.K.reshape(-1), p=P.reshape(-1))
+    dets = []
+    for j, ((x1, y1, x2, y2), cls, score) in enumerate(zip(scene.boxes, classes, scores)):
+        hyp = f.make("vision_msgs/msg/ObjectHypothesisWithPose",
+                     hypothesis=f.make("vision_msgs/msg/ObjectHypothesis", class_id=cls, score=score))
+        point = f.make("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2)
+        center = f.make("vision_msgs/msg/Pose2D", position=point)
+        dets.append(f.make("vision_msgs/msg/Detection2D", header=_header(f), results=[hyp], id=f"track-{j}",
+                           bbox=f.make("vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1,
+                                       size_y=y2 - y1)))
+    detections = f.make("vision_msgs/msg/Detection2DArray", header=_header(f), detections=dets)
+    return FrameInput(image, info, detections, STAMP)
+
+
+def _lookup(scene):
+    return lambda target, source, stamp: scene.T_map_camera
+
+
+def test_core_matches_the_pipeline_and_keeps_detection_ids(f, pipeline, demo_scene):
+    core = PerceptionCore(pipeline, NodeParams(), f)
+    frames = [fr for stream, msg in zip(("image", "camera_info", "detections"), _messages(f, demo_scene)[:3])
+              for fr in core.add(stream, msg)]
+    assert len(frames) == 1 and frames[0].stamp_ns == STAMP
+    out = core.handle(frames[0], _lookup(demo_scene))
+    assert out.error is None
+    direct = pipeline.process(demo_scene.image, demo_scene.K, demo_scene.T_map_camera, demo_scene.boxes)
+    assert out.ids == ["track-0", "track-1"]
+    assert [h.id for h in out.humans.humans] == out.ids
+    for h, person in zip(out.humans.humans, direct.persons):
+        np.testing.assert_allclose(h.vertices.reshape(-1, 3), person.vertices_map, atol=1e-5)
+    assert out.markers.markers[0].action == 3 and all(m.header.frame_id == "map" for m in out.markers.markers)
+    assert out.contacts.header.stamp.sec * 10**9 + out.contacts.header.stamp.nanosec == STAMP
+    level, message, values = core.status()
+    assert level == 0 and values["frames_processed"] == 1 and values["persons_last_frame"] == 2
+    assert "latency_ms.total" in values
+
+
+def test_class_and_score_filters(f, pipeline, demo_scene):
+    frame = _messages(f, demo_scene, classes=("chair", "person"), scores=(0.9, 0.3))
+    out = PerceptionCore(pipeline, NodeParams(), f).handle(frame, _lookup(demo_scene))
+    assert out.error is None and out.result.persons == [] and len(out.markers.markers) == 1  # only DELETEALL
+    any_class = PerceptionCore(pipeline, NodeParams(class_ids=(), score_threshold=0.2), f)
+    out = any_class.handle(frame, _lookup(demo_scene))
+    assert out.ids == ["track-0", "track-1"]
+    out = PerceptionCore(pipeline, NodeParams(class_ids=("chair",)), f).handle(frame, _lookup(demo_scene))
+    assert out.ids == ["track-0"]
+
+
+def test_compressed_image_gives_the_same_result(f, pipeline, demo_scene):
+    raw = PerceptionCore(pipeline, NodeParams(), f).handle(_messages(f, demo_scene), _lookup(demo_scene))
+    png = PerceptionCore(pipeline, NodeParams(), f).handle(_messages(f, demo_scene, compressed=True),
+                                                           _lookup(demo_scene))
+    assert png.error is None
+    for a, b in zip(raw.humans.humans, png.humans.humans):  # PNG is lossless
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+
+
+def test_distortion_rules(f, pipeline, demo_scene):
+    d = (-0.1, 0.01, 0.0, 0.0, 0.0)
+    refused = PerceptionCore(pipeline, NodeParams(distortion="refuse"), f)
+    out = refused.handle(_messages(f, demo_scene, d=d), _lookup(demo_scene))
+    assert "camera_info.d" in out.error and "rectified" in out.error and refused.counts["frames_failed"] == 1
+
+    # rectified: the image is already rectified, K comes from P (here P's focal length is 10 % larger)
+    P = np.hstack([demo_scene.K, np.zeros((3, 1))])
+    P[0, 0] *= 1.1
+    P[1, 1] *= 1.1
+    out = PerceptionCore(pipeline, NodeParams(distortion="rectified"), f).handle(
+        _messages(f, demo_scene, d=d, p=P), _lookup(demo_scene))
+    K_p = P[:, :3]
+    direct = pipeline.process(demo_scene.image, K_p, demo_scene.T_map_camera, demo_scene.boxes)
+    np.testing.assert_allclose(out.humans.humans[0].vertices.reshape(-1, 3), direct.persons[0].vertices_map,
+                               atol=1e-5)
+
+    # undistort: the image is resampled, so the result differs from the distorted input taken as is
+    from sahmr_ros.io import Camera, undistort_image
+
+    out = PerceptionCore(pipeline, NodeParams(distortion="undistort"), f).handle(
+        _messages(f, demo_scene, d=d), _lookup(demo_scene))
+    h, w = demo_scene.image.shape[:2]
+    rgb, K = undistort_image(demo_scene.image, Camera(demo_scene.K, np.array(d), w, h, "plumb_bob"))
+    direct = pipeline.process(rgb, K, demo_scene.T_map_camera, demo_scene.boxes)
+    np.testing.assert_allclose(out.humans.humans[0].vertices.reshape(-1, 3), direct.persons[0].vertices_map,
+                               atol=1e-5)
+
+
+def test_frame_errors_name_topic_and_field_and_are_counted(f, pipeline, demo_scene):
+    core = PerceptionCore(pipeline, NodeParams(), f)
+    frame = _messages(f, demo_scene)
+    frame.camera_info.width = 1280
+    assert "/camera/camera_info: camera_info.width" in core.handle(frame, _lookup(demo_scene)).error
+
+    frame = _messages(f, demo_scene)
+    frame.detections.header.frame_id = "other"
+    assert "/detections: detections.header.frame_id" in core.handle(frame, _lookup(demo_scene)).error
+
+    def no_tf(target, source, stamp):
+        raise TransformUnavailable(target, source, stamp, TransformUnavailable.UNKNOWN_FRAME, "never published")
+
+    assert core.handle(_messages(f, demo_scene), no_tf).error.startswith("[tf] no transform from 'camera' to 'map'")
+    assert dict(core.errors_by_kind) == {"camera_info": 1, "detections": 1, "tf": 1}
+    level, message, values = core.status()
+    assert level == 2 and values["frames_failed"] == 3 and "[tf]" in values["last_error"]
+    diag = core.diagnostics_message(STAMP, dropped_stale=4)
+    kv = {v.key: v.value for v in diag.status[0].values}
+    assert diag.status[0].level == 2 and kv["frames_dropped_stale"] == "4" and kv["errors.tf"] == "1"
+
+
+def test_scene_messages(f, pipeline, demo_scene):
+    core = PerceptionCore(pipeline, NodeParams(), f)
+    points = demo_scene.scene_points_map[:5000].copy()
+    points[:10] = np.nan
+    line = core.on_scene(xyz_to_pointcloud2(f, _header(f, "map"), points))
+    assert "4990 points" in line and len(pipeline.scene) == 4990
+    with pytest.raises(InputError, match="point_cloud.header.frame_id.*'odom'"):
+        core.on_scene(xyz_to_pointcloud2(f, _header(f, "odom"), points))
+    with pytest.raises(InputError, match="no finite point"):
+        core.on_scene(xyz_to_pointcloud2(f, _header(f, "map"), np.full((3, 3), np.nan)))
+    assert len(pipeline.scene) == 4990  # the previous scene is kept
+    pipeline.set_scene(demo_scene.scene_points_map)
+
+
+def test_node_params_are_checked():
+    with pytest.raises(InputError, match="distortion"):
+        NodeParams(distortion="sometimes")
+    with pytest.raises(InputError, match="unknown"):
+        NodeParams.from_mapping({"slop": 0.1})
+    assert NodeParams.from_mapping({"class_ids": ["0", "person"]}).class_ids == ("0", "person")
+
+
+def test_latest_frame_worker_drops_stale_frames_and_survives_errors():
+    gate, started, handled, errors = threading.Event(), threading.Event(), [], []
+
+    def handler(item):
+        if item == "boom":
+            raise RuntimeError("bad frame")
+        started.set()
+        gate.wait(5)
+        handled.append(item)
+
+    worker = LatestFrameWorker(handler, errors.append)
+    try:
+        worker.submit("boom")
+        deadline = time.monotonic() + 5
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [str(e) for e in errors] == ["bad frame"]
+        worker.submit(1)  # starts, blocks on the gate
+        assert started.wait(5)
+        assert worker.submit(2) is False  # pending
+        assert worker.submit(3) is True  # replaces 2
+        gate.set()
+        while not worker.idle() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled == [1, 3] and worker.dropped == 1
+    finally:
+        worker.stop()
