@@ -8,7 +8,7 @@ SPCONV ?= spconv
 PY := $(VENV)/bin/python
 OUT ?= demo_out
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test test-ros bench clean-venv
 
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The real ROS 2 graph (rclpy from the ros-jazzy wheels, in its own venv .ros-venv) and colcon build.
+test-ros:
+	test/ros_graph/ci.sh
 
 bench: $(VENV)/.installed
 	$(PY) bench/latency.py

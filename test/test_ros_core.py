@@ -219,3 +219,12 @@ def test_latest_frame_worker_drops_stale_frames_and_survives_errors():
         assert handled == [1, 3] and worker.dropped == 1
     finally:
         worker.stop()
+
+
+def test_readme_documents_every_node_parameter():
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [f.name for f in fields(NodeParams) if f"| `{f.name}` |" not in readme]
+    assert not missing, f"README.md's parameter table lacks {missing}"
