@@ -198,3 +198,46 @@ def test_node_publishes_meshes_contacts_and_humans_in_the_map_frame(node_process
         assert proc.poll() is None  # still serving
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_node_without_a_checkpoint_exits_with_a_clear_message(graph_env):
+    r = subprocess.run([sys.executable, "-P", "-m", "sahmr_ros.ros.node"], env=graph_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1
+    assert "no checkpoint configured" in r.stderr + r.stdout and "demo:=true" in r.stderr + r.stdout
+
+
+def test_scene_publisher_latches_a_file_in_the_map_frame(graph_env, demo_scene, tmp_path):
+    from sahmr_ros.geometry import voxel_downsample
+    from sahmr_ros.ros.conversions import pointcloud2_to_xyz
+    from sahmr_ros.ros.messages import RclpyFactory
+
+    path = tmp_path / "room.npz"
+    np.savez(path, points=demo_scene.scene_points_map[::7])
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "sahmr_ros.ros.scene_publisher", "--ros-args",
+                             "-p", f"file:={path}", "-p", "topic:=/room"], env=graph_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("scene_listener", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        received = []
+        time.sleep(3.0)  # subscribe after the one publication: only a latched cloud still arrives
+        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(RclpyFactory().message_class("sensor_msgs/msg/PointCloud2"), "/room",
+                                 received.append, latched)
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert received, "no latched cloud on /room"
+        cloud = received[0]
+        assert cloud.header.frame_id == "map"
+        want = voxel_downsample(demo_scene.scene_points_map[::7], 0.02)
+        np.testing.assert_allclose(np.sort(pointcloud2_to_xyz(cloud), axis=0), np.sort(want, axis=0), atol=1e-5)
+    finally:
+        rclpy.try_shutdown(context=context)
+        proc.terminate()
+        proc.wait(10)
