@@ -69,19 +69,27 @@ def check_intrinsics(K: np.ndarray, name: str = "K") -> np.ndarray:
     return K
 
 
-def check_pose(T: np.ndarray, name: str = "T_map_camera") -> np.ndarray:
+def check_pose(T: np.ndarray, name: str = "T_map_camera", tolerance: float = 1e-3) -> np.ndarray:
     """Validate a rigid 4x4 transform (rotation orthonormal, last row 0 0 0 1).
 
+    Args:
+        T: (4, 4) transform.
+        name: the field named in errors.
+        tolerance: largest accepted deviation of ``R R^T`` from I and of ``det R`` from 1.
+
+    Returns:
+        A private float64 copy of ``T``.
+
     Raises:
-        InputError: wrong shape, non-finite, or not a rigid transform (tolerance 1e-3).
+        InputError: wrong shape, non-finite, or not a rigid transform.
     """
     T = np.array(T, dtype=np.float64)  # a private, writable copy
     if T.shape != (4, 4):
         raise InputError(f"{name}: expected a (4, 4) homogeneous transform, got shape {T.shape}")
     if not np.isfinite(T).all():
-        raise InputError(f"{name}: contains NaN or inf; pass a finite camera pose")
+        raise InputError(f"{name}: contains NaN or inf; pass a finite transform")
     R = T[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or abs(np.linalg.det(R) - 1.0) > 1e-3:
+    if np.abs(R @ R.T - np.eye(3)).max() > tolerance or abs(np.linalg.det(R) - 1.0) > tolerance:
         raise InputError(f"{name}: rotation block is not orthonormal with det +1")
     if np.abs(T[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > 1e-9:
         raise InputError(f"{name}: last row must be [0, 0, 0, 1], got {T[3].tolist()}")

@@ -45,7 +45,7 @@ from sahmr_ros.ros.core import (
 from sahmr_ros.ros.messages import RclpyFactory
 from sahmr_ros.ros.sync import TransformBuffer, TransformUnavailable
 
-__all__ = ["SahmrNode", "main", "LATCHED_QOS"]
+__all__ = ["SahmrNode", "main", "spin_node", "LATCHED_QOS"]
 
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -231,11 +231,20 @@ def main(args: list[str] | None = None) -> int:
     from sahmr_ros.cli import quiet_third_party_logs
 
     quiet_third_party_logs()
+    return spin_node(SahmrNode, "sahmr_node", args)
+
+
+def spin_node(make_node, name: str, args: list[str] | None = None) -> int:
+    """Init rclpy, build the node with ``make_node()`` and spin it until shutdown.
+
+    A :class:`SahmrError` while building (bad parameters, missing files) is logged as one fatal
+    line naming the problem, and the exit status is 1; Ctrl-C ends with status 0.
+    """
     rclpy.init(args=args)
     try:
-        node = SahmrNode()
+        node = make_node()
     except SahmrError as exc:
-        rclpy.logging.get_logger("sahmr_node").fatal(f"cannot start: {exc}")
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
     try:

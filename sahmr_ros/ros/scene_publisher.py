@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rclpy.node import Node
 
 from sahmr_ros.errors import SahmrError
 from sahmr_ros.ros.conversions import xyz_to_pointcloud2
 from sahmr_ros.ros.messages import RclpyFactory, ns_to_time
-from sahmr_ros.ros.node import LATCHED_QOS
+from sahmr_ros.ros.node import LATCHED_QOS, spin_node
 
 __all__ = ["ScenePublisher", "load_scene_points", "main"]
 
@@ -52,21 +51,8 @@ class ScenePublisher(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ScenePublisher()
-    except SahmrError as exc:
-        rclpy.logging.get_logger("sahmr_scene_publisher").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run ``ros2 run sahmr_ros sahmr_scene_publisher --ros-args -p file:=room.ply``."""
+    return spin_node(ScenePublisher, "sahmr_scene_publisher", args)
 
 
 if __name__ == "__main__":  # pragma: no cover

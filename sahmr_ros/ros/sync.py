@@ -27,6 +27,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from sahmr_ros.errors import InputError, SahmrError
+from sahmr_ros.geometry import check_pose
 
 __all__ = [
     "ApproximateSynchronizer",
@@ -278,20 +279,6 @@ class _Edge:
     quats: list[np.ndarray] = field(default_factory=list)  # (4,) xyzw each
 
 
-def _check_rigid(T: Any, name: str) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4):
-        raise InputError(f"{name}: expected a (4, 4) homogeneous transform, got shape {T.shape}")
-    if not np.isfinite(T).all():
-        raise InputError(f"{name}: contains NaN or inf; pass a finite transform")
-    R = T[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-5 or abs(np.linalg.det(R) - 1.0) > 1e-5:
-        raise InputError(f"{name}: rotation block is not orthonormal with det +1")
-    if np.abs(T[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > 1e-9:
-        raise InputError(f"{name}: last row must be [0, 0, 0, 1], got {T[3].tolist()}")
-    return T
-
-
 def _matrix(translation: np.ndarray, rotation: Rotation) -> np.ndarray:
     T = np.eye(4)
     T[:3, :3] = rotation.as_matrix()
@@ -363,7 +350,7 @@ class TransformBuffer:
         parent = _frame_id(parent, "parent")
         child = _frame_id(child, "child")
         stamp = _as_ns(stamp_ns, "stamp_ns")
-        T = _check_rigid(T, f"T_{parent}_{child}")
+        T = check_pose(T, f"T_{parent}_{child}", tolerance=1e-5)
         self._check_link(parent, child)
         translation = T[:3, 3].copy()
         quat = Rotation.from_matrix(T[:3, :3]).as_quat()

@@ -21,6 +21,7 @@ message_filters (not used: the node synchronises with its own, tested, synchroni
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -101,6 +102,25 @@ def _frame_messages(f, scene, stamp_ns: int, encoding: str = "rgb8"):
     return image, info, f.make("vision_msgs/msg/Detection2DArray", header=header, detections=detections)
 
 
+@contextlib.contextmanager
+def _graph_node(name: str):
+    """A node of this test process, in a context of its own, with its executor."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node(name, context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        yield node, executor
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def _latched_qos():
+    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 def _stamp(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
@@ -114,14 +134,8 @@ def test_node_publishes_meshes_contacts_and_humans_in_the_map_frame(node_process
     proc, log = node_process
     f = RclpyFactory()
     cls = f.message_class
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        node = rclpy.create_node("sahmr_graph_test", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    with _graph_node("sahmr_graph_test") as (node, executor):
+        latched = _latched_qos()
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         pub_scene = node.create_publisher(cls("sensor_msgs/msg/PointCloud2"), "/scene/points", latched)
         pub_tf = node.create_publisher(cls("tf2_msgs/msg/TFMessage"), "/tf_static", latched)
@@ -196,8 +210,6 @@ def test_node_publishes_meshes_contacts_and_humans_in_the_map_frame(node_process
         node_log = open(log.name).read()
         assert "image.encoding" in node_log and "mono16" in node_log
         assert proc.poll() is None  # still serving
-    finally:
-        rclpy.try_shutdown(context=context)
 
 
 def test_node_without_a_checkpoint_exits_with_a_clear_message(graph_env):
@@ -217,27 +229,21 @@ def test_scene_publisher_latches_a_file_in_the_map_frame(graph_env, demo_scene, 
     proc = subprocess.Popen([sys.executable, "-P", "-m", "sahmr_ros.ros.scene_publisher", "--ros-args",
                              "-p", f"file:={path}", "-p", "topic:=/room"], env=graph_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context)
     try:
-        node = rclpy.create_node("scene_listener", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        received = []
-        time.sleep(3.0)  # subscribe after the one publication: only a latched cloud still arrives
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        node.create_subscription(RclpyFactory().message_class("sensor_msgs/msg/PointCloud2"), "/room",
-                                 received.append, latched)
-        deadline = time.monotonic() + 60
-        while not received and time.monotonic() < deadline and proc.poll() is None:
-            executor.spin_once(timeout_sec=0.1)
-        assert received, "no latched cloud on /room"
-        cloud = received[0]
-        assert cloud.header.frame_id == "map"
-        want = voxel_downsample(demo_scene.scene_points_map[::7], 0.02)
-        np.testing.assert_allclose(np.sort(pointcloud2_to_xyz(cloud), axis=0), np.sort(want, axis=0), atol=1e-5)
+        with _graph_node("scene_listener") as (node, executor):
+            received = []
+            time.sleep(3.0)  # subscribe after the one publication: only a latched cloud still arrives
+            node.create_subscription(RclpyFactory().message_class("sensor_msgs/msg/PointCloud2"), "/room",
+                                     received.append, _latched_qos())
+            deadline = time.monotonic() + 60
+            while not received and time.monotonic() < deadline and proc.poll() is None:
+                executor.spin_once(timeout_sec=0.1)
+            assert received, "no latched cloud on /room"
+            cloud = received[0]
+            assert cloud.header.frame_id == "map"
+            want = voxel_downsample(demo_scene.scene_points_map[::7], 0.02)
+            np.testing.assert_allclose(np.sort(pointcloud2_to_xyz(cloud), axis=0), np.sort(want, axis=0),
+                                       atol=1e-5)
     finally:
-        rclpy.try_shutdown(context=context)
         proc.terminate()
         proc.wait(10)
