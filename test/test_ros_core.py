@@ -228,3 +228,14 @@ def test_readme_documents_every_node_parameter():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     missing = [f.name for f in fields(NodeParams) if f"| `{f.name}` |" not in readme]
     assert not missing, f"README.md's parameter table lacks {missing}"
+
+
+def test_scene_outside_the_view_is_reported(f, pipeline, demo_scene):
+    core = PerceptionCore(pipeline, NodeParams(), f)
+    far = demo_scene.T_map_camera.copy()
+    far[:3, 3] += [0.0, 0.0, 100.0]  # the camera 100 m above the room: no scene point near anyone
+    out = core.handle(_messages(f, demo_scene), lambda target, source, stamp: far)
+    assert out.error is None and all("no_scene_points" in p.flags for p in out.result.persons)
+    assert any("scene outside the camera's view" in w for w in out.warnings)
+    assert core.errors_by_kind["scene_outside_view"] == 1
+    assert len(out.contacts.data) == 0  # no contacts without scene points
