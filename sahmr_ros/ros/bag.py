@@ -186,16 +186,23 @@ def _open_source(path: Path, log: Callable[[str], None]):
         raise InputError(f"{path}: not a readable MCAP file: {exc}") from None
 
 
-def _register(ts, topic: _Topic) -> None:
-    """Teach ``ts`` the message type of ``topic`` from the bag's own definition, if it does not know it."""
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+def _input_typestore(ts, topic: _Topic):
+    """Return the type store to decode ``topic`` with.
 
-    if topic.msgtype in ts.fielddefs or not topic.msgdef:
-        return
+    That is one built from the bag's own definition when the bag carries it (so a Foxy vision_msgs
+    3.x recording decodes as 3.x), else ``ts``.
+    """
+    from rosbags.typesys import Stores, get_typestore, get_types_from_idl, get_types_from_msg
+
+    if not topic.msgdef:
+        return ts
     try:
-        ts.register(get_types_from_idl(topic.msgdef) if topic.idl else get_types_from_msg(topic.msgdef, topic.msgtype))
-    except Exception:  # noqa: BLE001 - an unknown type is reported when its first message is decoded
-        pass
+        types = get_types_from_idl(topic.msgdef) if topic.idl else get_types_from_msg(topic.msgdef, topic.msgtype)
+        own = get_typestore(Stores.EMPTY)
+        own.register(types)
+        return own if topic.msgtype in own.fielddefs else ts
+    except Exception:  # noqa: BLE001 - an unparsable definition: fall back to the standard one
+        return ts
 
 
 def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams, pipeline, *,
@@ -257,15 +264,15 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
             outputs = {attr: writer.add_connection(getattr(params, attr), msgtype, typestore=ts)
                        for attr, msgtype in OUTPUT_TYPES.items()}
             copies: dict[str, Any] = {}
-            seen: set[str] = set()
+            stores: dict[str, Any] = {}  # topic -> type store its messages are decoded with
 
             def first_sight(topic: _Topic) -> None:
-                seen.add(topic.topic)
-                _register(ts, topic)
+                stores[topic.topic] = _input_typestore(ts, topic)
                 if copy_inputs:
                     latched = topic.topic in (params.scene_topic, TF_STATIC_TOPIC)
                     extra = {"offered_qos_profiles": [latched_qos_profile()]} if latched else {}
-                    copies[topic.topic] = writer.add_connection(topic.topic, topic.msgtype, typestore=ts, **extra)
+                    copies[topic.topic] = writer.add_connection(topic.topic, topic.msgtype,
+                                                                typestore=stores[topic.topic], **extra)
 
             def write(attr: str, msg: Any, t_ns: int) -> None:
                 writer.write(outputs[attr], t_ns, ts.serialize_cdr(msg, OUTPUT_TYPES[attr]))
@@ -310,12 +317,12 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                     summary.messages_read += 1
                     last_t = max(last_t, t_ns)
                     bar.update(1)
-                    if topic.topic not in seen:
+                    if topic.topic not in stores:
                         first_sight(topic)
                     if topic.topic in copies:
                         writer.write(copies[topic.topic], t_ns, raw)
                     try:
-                        msg = ts.deserialize_cdr(raw, topic.msgtype)
+                        msg = stores[topic.topic].deserialize_cdr(raw, topic.msgtype)
                     except Exception as exc:  # noqa: BLE001 - one undecodable message is skipped
                         summary.messages_skipped += 1
                         note_error(f"{topic.topic}: message at {t_ns} ns is not a valid {topic.msgtype} ({exc}); "
