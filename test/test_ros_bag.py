@@ -235,23 +235,23 @@ def test_cli_bag_with_the_demo_weights(input_bag, tmp_path):
 
 
 def test_a_foxy_recording_decodes_with_its_own_definitions(demo_scene, pipeline, tmp_path):
-    """Detections recorded with vision_msgs 3.x (bbox.center.x, the Foxy layout) in an MCAP that carries
-    that definition: the bag tool decodes them as 3.x and the node's reader takes both layouts."""
+    """Detections recorded with vision_msgs 2.x (the Foxy release: hypotheses ``id``/``score`` inline,
+    ``source_img``, ``tracking_id``; not wire-compatible with 4.x) in an MCAP that carries that
+    definition: the bag tool decodes them with it, and the node's reader takes that layout."""
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
     from sahmr_ros.ros.interfaces import DETECTION_2D_ARRAY, make_legacy_vision_typestore, make_typestore
     from sahmr_ros.ros.messages import RosbagsFactory
 
     src = write_demo_bag(demo_scene, tmp_path / "jazzy", frames=2)
-    ts, foxy = make_typestore(), make_legacy_vision_typestore(3)
+    ts, foxy = make_typestore(), make_legacy_vision_typestore(2)
     f3 = RosbagsFactory(foxy)
 
-    def foxy_detection(d):  # the same box in the 3.x layout, score 0.8
-        hypothesis = f3.make("vision_msgs/msg/ObjectHypothesis", class_id="person", score=0.8)
+    def foxy_detection(d):  # the same box in the 2.x layout, score 0.8, the id as tracking_id
         center = f3.make("geometry_msgs/msg/Pose2D", x=d.bbox.center.position.x, y=d.bbox.center.position.y)
         bbox = f3.make("vision_msgs/msg/BoundingBox2D", size_x=d.bbox.size_x, size_y=d.bbox.size_y, center=center)
-        return f3.make("vision_msgs/msg/Detection2D", header=d.header, id=d.id, bbox=bbox,
-                       results=[f3.make("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis=hypothesis)])
+        return f3.make("vision_msgs/msg/Detection2D", header=d.header, tracking_id=d.id, is_tracking=True, bbox=bbox,
+                       results=[f3.make("vision_msgs/msg/ObjectHypothesisWithPose", id="person", score=0.8)])
     with Reader(src) as r, Writer(tmp_path / "foxy", version=9, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=foxy if c.msgtype == DETECTION_2D_ARRAY
                                         else ts) for c in r.connections}
@@ -265,3 +265,4 @@ def test_a_foxy_recording_decodes_with_its_own_definitions(demo_scene, pipeline,
     assert summary.frames_processed == 2 and summary.persons == 4, summary.first_errors
     humans = [m for _, _, m in _read_output(tmp_path / "out")["/sahmr/humans"]]
     assert [h.score for h in humans[0].humans] == pytest.approx([0.8, 0.8])
+    assert [h.id for h in humans[0].humans] == ["1", "2"]
