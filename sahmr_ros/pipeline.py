@@ -244,7 +244,11 @@ class Pipeline:
 
     # -- scene --------------------------------------------------------------------------------------
     def set_scene(self, points_map: np.ndarray) -> Scene:
-        """Latch the scene (map frame, (N, 3)); replaces any previous scene. Returns it."""
+        """Latch the scene (map frame, (N, 3)); replaces any previous scene. Returns it.
+
+        Safe to call from another thread while :meth:`process` runs: a frame in progress finishes
+        with the scene it started with (the new one is built first, then swapped in at once).
+        """
         self.scene = Scene(points_map, pitch=self.config.scene_pitch)
         return self.scene
 
@@ -273,7 +277,8 @@ class Pipeline:
         K = check_intrinsics(K)
         T_map_camera = check_pose(T_map_camera)
         boxes, scores = _check_boxes(boxes_xyxy, scores)
-        if self.scene is None:
+        scene = self.scene  # one scene for the whole frame, even if set_scene runs meanwhile
+        if scene is None:
             raise InputError("scene: no scene set; call set_scene(points_map) with the map-frame point cloud first")
 
         result = FrameResult()
@@ -282,14 +287,14 @@ class Pipeline:
             self._clock = clock
             try:
                 with torch.inference_mode(), self._autocast():
-                    result.persons = self._run(image, K, T_map_camera, boxes, scores, keep, clock)
+                    result.persons = self._run(scene, image, K, T_map_camera, boxes, scores, keep, clock)
             finally:
                 self._clock = None
         clock.ms["total"] = (time.perf_counter() - t_total) * 1e3
         result.timings_ms = {s: float(clock.ms.get(s, 0.0)) for s in STAGES}
         return result
 
-    def _run(self, image, K, T_map_camera, boxes, scores, keep, clock) -> list[PersonResult]:
+    def _run(self, scene, image, K, T_map_camera, boxes, scores, keep, clock) -> list[PersonResult]:
         dev = self.device
         bbx_np = square_crop_boxes(boxes[keep])  # (B, 4)
         B = len(keep)
@@ -304,7 +309,7 @@ class Pipeline:
             anchors = roi_anchors(root.root_camera.double().cpu().numpy())  # (B, 3, 3)
             roi = [  # a non-finite root (broken weights) queries nothing; the person gets flagged
                 torch.from_numpy(
-                    self.scene.roi_points_camera(anchors[b], T_map_camera, K, bbx_np[b])
+                    scene.roi_points_camera(anchors[b], T_map_camera, K, bbx_np[b])
                     if np.isfinite(anchors[b]).all() else np.zeros((0, 3))
                 ).to(dev)
                 for b in range(B)

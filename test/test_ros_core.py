@@ -239,3 +239,34 @@ def test_scene_outside_the_view_is_reported(f, pipeline, demo_scene):
     assert any("scene outside the camera's view" in w for w in out.warnings)
     assert core.errors_by_kind["scene_outside_view"] == 1
     assert len(out.contacts.data) == 0  # no contacts without scene points
+
+
+def test_callbacks_never_wait_for_a_running_frame(f, pipeline, demo_scene, monkeypatch):
+    """While the worker is inside the pipeline, status (the diagnostics timer), add and on_scene
+    (subscription callbacks) return at once; the running frame keeps the scene it started with."""
+    inside, release = threading.Event(), threading.Event()
+    real_process = pipeline.process
+
+    def slow_process(*args, **kwargs):
+        inside.set()
+        assert release.wait(10)
+        return real_process(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", slow_process)
+    core = PerceptionCore(pipeline, NodeParams(), f)
+    outputs = []
+    worker = threading.Thread(target=lambda: outputs.append(core.handle(_messages(f, demo_scene),
+                                                                        _lookup(demo_scene))))
+    worker.start()
+    try:
+        assert inside.wait(10)
+        t0 = time.monotonic()
+        core.status()
+        core.add("image", _messages(f, demo_scene).image)
+        core.on_scene(xyz_to_pointcloud2(f, _header(f, "map"), demo_scene.scene_points_map[:1000]))
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        release.set()
+        worker.join(30)
+    assert outputs[0].error is None and len(outputs[0].result.persons) == 2
+    pipeline.set_scene(demo_scene.scene_points_map)

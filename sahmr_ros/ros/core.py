@@ -211,8 +211,10 @@ class PerceptionCore:
         factory: message backend for the outputs (rclpy or rosbags).
         clock: monotonic seconds (for rates).
 
-    Thread safety: :meth:`add` and :meth:`on_scene` run in the shell's callbacks, :meth:`handle` in
-    its worker; the scene is swapped under a lock and the statistics are updated under it.
+    Thread safety: :meth:`add`, :meth:`on_scene` and :meth:`status` run in the shell's callbacks,
+    :meth:`handle` in its worker. No lock is held while the pipeline runs, so callbacks never wait
+    for a frame: the pipeline swaps a new scene in atomically, and the statistics are updated under
+    a lock held only for the update.
     """
 
     def __init__(self, pipeline, params: NodeParams, factory: MessageFactory,
@@ -223,7 +225,6 @@ class PerceptionCore:
         self.clock = clock
         self.sync = ApproximateSynchronizer(len(STREAMS), params.slop_s, params.queue_size)
         self._lock = threading.Lock()
-        self._scene_stamp_ns: int | None = None
         self._done_times: collections.deque = collections.deque(maxlen=50)
         self._stage_ms: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=50))
         self.counts: collections.Counter = collections.Counter()
@@ -247,10 +248,9 @@ class PerceptionCore:
         points = pointcloud2_to_xyz(msg, topic=topic)
         if len(points) == 0:
             raise MessageError("point_cloud.data", "holds no finite point; the previous scene is kept", topic)
+        scene = self.pipeline.set_scene(points)  # built, then swapped in: a frame in progress keeps its scene
         with self._lock:
-            scene = self.pipeline.set_scene(points)
-            self._scene_stamp_ns = stamp_to_ns(msg.header.stamp)
-        self.counts["scenes"] += 1
+            self.counts["scenes"] += 1
         return (f"scene latched: {len(points)} points ({scene.num_dropped_nonfinite} non-finite dropped) -> "
                 f"{len(scene)} voxels of {scene.pitch or 0:.2f} m in frame {self.params.map_frame!r}")
 
@@ -310,8 +310,7 @@ class PerceptionCore:
 
             rgb, K = undistort_image(rgb, distorted)
         T_map_camera = lookup(p.map_frame, image_frame, frame.stamp_ns)
-        with self._lock:
-            result = self.pipeline.process(rgb, K, T_map_camera, dets.boxes, dets.scores)
+        result = self.pipeline.process(rgb, K, T_map_camera, dets.boxes, dets.scores)
         out.result = result
         out.ids = [dets.ids[person.box_index] for person in result.persons]
         out.warnings += [f"detection {dets.ids[s.box_index] or dets.indices[s.box_index]} skipped: {s.reason}"
