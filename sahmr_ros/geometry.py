@@ -24,6 +24,7 @@ from sahmr_ros.errors import InputError
 
 __all__ = [
     "check_intrinsics",
+    "unique_rows",
     "check_pose",
     "transform_points",
     "invert_transform",
@@ -329,15 +330,45 @@ def voxelize(points: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> tuple
     q = np.floor(np.asarray(points, dtype=np.float64).reshape(-1, 3) / voxel_size).astype(np.int64)
     if len(q) == 0:
         return np.zeros((0, 3), np.int32), np.zeros(0, np.int64)
-    # One int64 key per cell (x slowest, z fastest): a 1-D unique is much faster than unique(axis=0)
-    # and sorts the cells in the same lexicographic order.
-    lo = q.min(axis=0)
-    q -= lo
-    extent = q.max(axis=0) + 1
-    keys = (q[:, 0] * extent[1] + q[:, 1]) * extent[2] + q[:, 2]
-    keys, inverse = np.unique(keys, return_inverse=True)
-    coords = np.stack([keys // (extent[1] * extent[2]), (keys // extent[2]) % extent[1], keys % extent[2]], 1)
-    return (coords + lo).astype(np.int32), inverse.reshape(-1).astype(np.int64)
+    coords, inverse = unique_rows(q)
+    return coords.astype(np.int32), inverse.astype(np.int64)
+
+
+def unique_rows(q):
+    """Unique rows of an (N, D) integer array or tensor, sorted lexicographically, and each row's index.
+
+    The same result as ``np.unique(q, axis=0, return_inverse=True)`` / ``torch.unique(q, dim=0,
+    return_inverse=True)``, much faster: each row becomes one int64 key (first column slowest), and a
+    1-D unique sorts the keys in the same order.
+
+    Args:
+        q: (N, D) integers (numpy or torch), N >= 1.
+
+    Returns:
+        rows: (U, D) the unique rows, same type and dtype family as ``q``; inverse: (N,) int64.
+    """
+    is_torch = isinstance(q, torch.Tensor)
+    lo = q.min(0).values if is_torch else q.min(axis=0)
+    r = q - lo
+    extent = [int(e) + 1 for e in (r.max(0).values if is_torch else r.max(axis=0))]
+    if np.prod(np.array(extent, dtype=np.float64)) >= 2.0**62:  # keys would overflow: the slow, general path
+        if is_torch:
+            return torch.unique(q, dim=0, return_inverse=True)
+        rows, inverse = np.unique(q, axis=0, return_inverse=True)
+        return rows, inverse.reshape(-1)
+    key = r[:, 0]
+    for d in range(1, len(extent)):
+        key = key * extent[d] + r[:, d]
+    if is_torch:
+        keys, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    else:
+        keys, inverse = np.unique(key, return_inverse=True)
+    columns = []
+    for d in reversed(range(len(extent))):
+        columns.append(keys % extent[d])
+        keys = keys // extent[d]
+    rows = torch.stack(columns[::-1], 1) if is_torch else np.stack(columns[::-1], 1)
+    return rows + lo, inverse.reshape(-1)
 
 
 def voxel_centers(coords: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> np.ndarray:

@@ -165,3 +165,24 @@ def test_bad_pose_is_named():
     T[1, 3] = np.inf
     with pytest.raises(InputError, match="NaN or inf"):
         check_pose(T)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_unique_rows_equals_the_general_unique(backend):
+    from sahmr_ros.geometry import unique_rows
+
+    rng = np.random.default_rng(0)
+    q = np.concatenate([rng.integers(0, 3, (500, 1)), rng.integers(-40, 40, (500, 3))], axis=1)
+    want_rows, want_inverse = np.unique(q, axis=0, return_inverse=True)
+    if backend == "torch":
+        rows, inverse = unique_rows(torch.from_numpy(q))
+        rows, inverse = rows.numpy(), inverse.numpy()
+    else:
+        rows, inverse = unique_rows(q)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+    np.testing.assert_array_equal(rows[inverse], q)
+    huge = np.array([[0, 2**40], [2**40, 0], [0, 2**40]])  # key would overflow: general path
+    rows, inverse = unique_rows(huge)
+    np.testing.assert_array_equal(rows, [[0, 2**40], [2**40, 0]])
+    np.testing.assert_array_equal(inverse, [0, 1, 0])

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sahmr_ros import constants as C
-from sahmr_ros.geometry import crop_normalized_coords, project_points, roi_anchors, root_from_heatmaps
+from sahmr_ros.geometry import crop_normalized_coords, project_points, roi_anchors, root_from_heatmaps, unique_rows
 from sahmr_ros.networks.hrnet import HRNet, HRNetConfig
 from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
 
@@ -158,7 +158,10 @@ class RCNet(nn.Module):
             [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(roi_points)]
         )
         cells = torch.floor(points.to(torch.float64) / vs).to(torch.int64)
-        coords, point_voxel = torch.unique(torch.cat([point_batch[:, None], cells], 1), dim=0, return_inverse=True)
+        if len(cells):
+            coords, point_voxel = unique_rows(torch.cat([point_batch[:, None], cells], 1))
+        else:
+            coords, point_voxel = cells.new_zeros(0, 4), point_batch.clone()
         voxel_batch = coords[:, 0]
         centers = (coords[:, 1:].to(torch.float64) * vs + vs / 2).to(dtype)  # (V, 3)
         num_voxels = torch.bincount(voxel_batch, minlength=B)
