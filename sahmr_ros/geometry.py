@@ -335,7 +335,7 @@ def voxelize(points: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> tuple
 
 
 def unique_rows(q):
-    """Unique rows of an (N, D) integer array or tensor, sorted lexicographically, and each row's index.
+    """Return the unique rows of an (N, D) integer array or tensor (sorted) and each row's index.
 
     The same result as ``np.unique(q, axis=0, return_inverse=True)`` / ``torch.unique(q, dim=0,
     return_inverse=True)``, much faster: each row becomes one int64 key (first column slowest), and a
