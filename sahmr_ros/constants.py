@@ -67,6 +67,13 @@ CONTACT_PART_COLORS = (
     (70, 240, 240),
 )
 
+# --- per-person quality flags (PersonResult.flags, HumanMesh.flags) -------------------------------
+FLAG_NO_SCENE_POINTS = "no_scene_points"  # root from the image alone, no contacts
+FLAG_NON_FINITE = "non_finite_output"  # NaN/inf in the estimate (broken weights): do not use it
+
+# --- time ------------------------------------------------------------------------------------------
+NS_PER_S = 1_000_000_000  # ROS stamps are integer nanoseconds
+
 # --- body model -------------------------------------------------------------------------------------
 NUM_VERTICES = 6890  # SMPL topology
 NUM_FACES = 13776

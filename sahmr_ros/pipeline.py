@@ -51,8 +51,8 @@ STAGES = (
     "total",
 )
 
-FLAG_NO_SCENE_POINTS = "no_scene_points"  # root from the image alone, no contacts
-FLAG_NON_FINITE = "non_finite_output"  # NaN/inf in the estimate (broken weights): do not use it
+FLAG_NO_SCENE_POINTS = C.FLAG_NO_SCENE_POINTS  # root from the image alone, no contacts
+FLAG_NON_FINITE = C.FLAG_NON_FINITE  # NaN/inf in the estimate (broken weights): do not use it
 
 
 @dataclass(frozen=True)

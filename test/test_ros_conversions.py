@@ -717,7 +717,7 @@ def test_diagnostics_round_trip(ts, fac):
 def test_flag_name_matches_pipeline():
     from sahmr_ros import pipeline
 
-    assert cv._FLAG_NON_FINITE == pipeline.FLAG_NON_FINITE
+    assert C.FLAG_NON_FINITE == pipeline.FLAG_NON_FINITE  # the flag mesh_markers reads
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from sahmr_ros.constants import NS_PER_S
 from sahmr_ros.errors import InputError, SahmrError
 from sahmr_ros.ros.core import FrameInput, NodeParams, PerceptionCore
 from sahmr_ros.ros.messages import RosbagsFactory
@@ -36,7 +37,6 @@ OUTPUT_TYPES = {  # NodeParams attribute -> message type of the node's outputs
     "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
 }
 TF_TOPIC, TF_STATIC_TOPIC = "/tf", "/tf_static"
-NS_PER_S = 1_000_000_000
 
 
 @dataclass

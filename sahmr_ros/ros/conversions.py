@@ -72,7 +72,6 @@ _XYZ_FORMATS = {7: "f4", 8: "f8"}
 
 _MARKER_TRIANGLE_LIST, _MARKER_ADD, _MARKER_DELETEALL = 11, 0, 3
 _DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
-_FLAG_NON_FINITE = "non_finite_output"  # sahmr_ros.pipeline.FLAG_NON_FINITE (not imported: torch)
 _INT32_LIMIT = 2**31
 
 # Per-person mesh colours (RGB 0..1), picked by marker id.
@@ -693,7 +692,7 @@ def mesh_markers(factory: MessageFactory, header: Any, persons: Sequence[Any], f
     used: set[int] = set()
     for i, (person, det_id) in enumerate(zip(persons, person_ids)):
         vertices = np.asarray(person.vertices_map, dtype=np.float64).reshape(-1, 3)
-        if _FLAG_NON_FINITE in tuple(getattr(person, "flags", ())) or not np.isfinite(vertices).all():
+        if C.FLAG_NON_FINITE in tuple(getattr(person, "flags", ())) or not np.isfinite(vertices).all():
             continue
         if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):
             raise InputError(f"faces: indices must lie in [0, {vertices.shape[0]}) for persons[{i}].vertices_map")

@@ -27,6 +27,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError, MessageError, SahmrError
 from sahmr_ros.ros.conversions import (
     camera_info_to_intrinsics,
@@ -315,7 +316,7 @@ class PerceptionCore:
         out.ids = [dets.ids[person.box_index] for person in result.persons]
         out.warnings += [f"detection {dets.ids[s.box_index] or dets.indices[s.box_index]} skipped: {s.reason}"
                          for s in result.skipped]
-        if result.persons and all("no_scene_points" in person.flags for person in result.persons):
+        if result.persons and all(C.FLAG_NO_SCENE_POINTS in person.flags for person in result.persons):
             out.warnings.append(f"scene outside the camera's view: no scene point near any person (is "
                                 f"{p.scene_topic} in frame {p.map_frame!r} and TF right?)")
             self.errors_by_kind["scene_outside_view"] += 1

@@ -31,6 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sahmr_ros.constants import NS_PER_S
+
 __all__ = [
     "MessageFactory",
     "RosbagsFactory",
@@ -39,7 +41,6 @@ __all__ = [
     "duration_from_seconds",
 ]
 
-NS_PER_S = 1_000_000_000
 
 # Default values that ROS 2 message definitions declare and that rosbags' type stores drop.
 _DECLARED_DEFAULTS = {"geometry_msgs/msg/Quaternion": {"w": 1.0}}

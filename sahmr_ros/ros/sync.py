@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from sahmr_ros.constants import NS_PER_S
 from sahmr_ros.errors import InputError, SahmrError
 from sahmr_ros.geometry import check_pose
 
@@ -35,8 +36,6 @@ __all__ = [
     "TransformUnavailable",
     "stamp_to_ns",
 ]
-
-NS_PER_S = 1_000_000_000
 
 
 def _as_ns(value: Any, name: str) -> int:
