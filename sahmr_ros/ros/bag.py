@@ -243,8 +243,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
     tf = TransformBuffer(cache_s=max(10.0, 4 * params.tf_timeout_s))
     summary = BagSummary(str(input_path), str(output_path))
     started = time.perf_counter()
-    streams = {params.image_topic: "image", params.camera_info_topic: "camera_info",
-               params.detections_topic: "detections"}
+    streams = {topic: stream for stream, topic in params.stream_topics().items()}  # topic -> stream
     wanted = {*streams, params.scene_topic, TF_TOPIC, TF_STATIC_TOPIC}
     source = _open_source(input_path, log)
     try:
@@ -292,9 +291,8 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                 """Process the waiting frames whose TF is there or whose wait is over (all if now is None)."""
                 while pending:
                     frame = pending[0]
-                    source_frame = (frame.image.header.frame_id or "").lstrip("/")
                     ready = now_ns is None or now_ns >= frame.stamp_ns + timeout_ns or (
-                        source_frame and tf.can_transform(params.map_frame, source_frame, frame.stamp_ns))
+                        frame.camera_frame and tf.can_transform(params.map_frame, frame.camera_frame, frame.stamp_ns))
                     if not ready:
                         return
                     pending.popleft()

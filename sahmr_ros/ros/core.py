@@ -100,6 +100,11 @@ class NodeParams:
             raise InputError("max_persons and queue_size: must be >= 1")
         object.__setattr__(self, "class_ids", tuple(str(c) for c in self.class_ids))
 
+    def stream_topics(self) -> dict[str, str]:
+        """Return the input topic of each synchronised stream, in :data:`STREAMS` order."""
+        return {"image": self.image_topic, "camera_info": self.camera_info_topic,
+                "detections": self.detections_topic}
+
     @classmethod
     def from_mapping(cls, values: dict) -> "NodeParams":
         """From a parameter dict (unknown keys refused, list values become tuples)."""
@@ -175,6 +180,11 @@ class FrameInput(NamedTuple):
     camera_info: Any
     detections: Any
     stamp_ns: int
+
+    @property
+    def camera_frame(self) -> str:
+        """The image's frame id without a leading ``/`` (tf2 style); may be empty."""
+        return (self.image.header.frame_id or "").lstrip("/")
 
 
 @dataclass
@@ -262,7 +272,7 @@ class PerceptionCore:
             MessageError: the message has no valid ``header.stamp``.
         """
         index = STREAMS.index(stream)
-        topic = (self.params.image_topic, self.params.camera_info_topic, self.params.detections_topic)[index]
+        topic = self.params.stream_topics()[stream]
         try:
             stamp = stamp_to_ns(msg.header.stamp)
         except (AttributeError, InputError) as exc:
@@ -289,7 +299,7 @@ class PerceptionCore:
 
     def _process(self, frame: FrameInput, lookup: Lookup, out: FrameOutput) -> None:
         p = self.params
-        image_frame = (frame.image.header.frame_id or "").lstrip("/")
+        image_frame = frame.camera_frame
         if not image_frame:
             raise MessageError("image.header.frame_id", "is empty; the camera's optical frame is needed for TF",
                                p.image_topic)
