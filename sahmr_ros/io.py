@@ -41,6 +41,7 @@ Formats written: :func:`write_mesh` (``.ply`` binary little endian, or ``.obj``)
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -255,6 +256,23 @@ def _distort_normalised(x: np.ndarray, y: np.ndarray, coeffs: np.ndarray) -> tup
     return xd, yd
 
 
+@functools.lru_cache(maxsize=4)
+def _undistortion_coords(k: tuple, coeffs: tuple, H: int, W: int) -> np.ndarray:
+    """Return where each output pixel samples the distorted image: (2, H, W) (row, column).
+
+    Cached: a camera stream undistorts every frame with the same calibration (the node's hot path).
+    The array is read-only, as it is shared between calls.
+    """
+    K = np.asarray(k).reshape(3, 3)
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    xd, yd = _distort_normalised(x, y, np.asarray(coeffs))
+    coords = np.stack([K[1, 1] * yd + K[1, 2], K[0, 0] * xd + K[0, 1] * yd + K[0, 2]])
+    coords.flags.writeable = False
+    return coords
+
+
 def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Remove lens distortion, keeping the intrinsics K.
 
@@ -288,11 +306,7 @@ def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.n
     coeffs = np.zeros(8)
     coeffs[: camera.distortion.size] = camera.distortion
     K = camera.K
-    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-    y = (v - K[1, 2]) / K[1, 1]
-    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    xd, yd = _distort_normalised(x, y, coeffs)
-    coords = np.stack([K[1, 1] * yd + K[1, 2], K[0, 0] * xd + K[0, 1] * yd + K[0, 2]])
+    coords = _undistortion_coords(tuple(K.reshape(-1).tolist()), tuple(coeffs.tolist()), H, W)
     out = np.empty_like(image)
     for c in range(3):
         sampled = map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="constant", cval=0.0)
