@@ -27,12 +27,15 @@ from sahmr_ros.body.synthetic import write_synthetic_model_dir  # noqa: E402
 from sahmr_ros.demo.run import make_demo_scene  # noqa: E402
 from sahmr_ros.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from sahmr_ros.ros.conversions import (  # noqa: E402
+    boxes_to_detections,
     camera_info_to_intrinsics,
     contacts_to_pointcloud2,
     detections_to_boxes,
     human_mesh_array,
     image_to_rgb,
+    intrinsics_to_camera_info,
     mesh_markers,
+    rgb_to_image,
 )
 from sahmr_ros.ros.interfaces import make_typestore  # noqa: E402
 from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time  # noqa: E402
@@ -43,17 +46,9 @@ STAGES = ("inputs", "pipeline", "markers", "contacts", "humans", "serialise")
 def _inputs(f, scene, n: int):
     h, w = scene.image.shape[:2]
     header = f.make("std_msgs/msg/Header", stamp=ns_to_time(f, 1), frame_id="camera")
-    image = f.make("sensor_msgs/msg/Image", header=header, height=h, width=w, encoding="rgb8", step=3 * w,
-                   data=f.array(scene.image.reshape(-1)))
-    info = f.make("sensor_msgs/msg/CameraInfo", header=header, height=h, width=w, k=scene.K.reshape(-1))
-    dets = []
-    for i in range(n):
-        x1, y1, x2, y2 = scene.boxes[i % len(scene.boxes)] + (i // len(scene.boxes)) * np.array([3.0, 0, 3.0, 0])
-        point = f.make("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2)
-        center = f.make("vision_msgs/msg/Pose2D", position=point)
-        dets.append(f.make("vision_msgs/msg/Detection2D", id=str(i), bbox=f.make(
-            "vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)))
-    return image, info, f.make("vision_msgs/msg/Detection2DArray", header=header, detections=dets)
+    boxes = [scene.boxes[i % len(scene.boxes)] + (i // len(scene.boxes)) * np.array([3.0, 0, 3.0, 0]) for i in range(n)]
+    return (rgb_to_image(f, header, scene.image), intrinsics_to_camera_info(f, header, scene.K, w, h),
+            boxes_to_detections(f, header, np.array(boxes), ids=[str(i) for i in range(n)]))
 
 
 def _frame(ts, f, pipe, scene, msgs) -> dict[str, float]:

@@ -19,6 +19,7 @@ import types
 import zlib
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -882,3 +883,38 @@ def test_rclpy_factory_builds_every_output(fake_rclpy_messages, faces):
     assert diag.status[0].level == b"\x02" and diag.status[0].values[0].value == "1"
     contacts = cv.contacts_to_pointcloud2(fac, hdr, persons)
     assert contacts.width == 10
+
+
+# ------------------------------------------------------------------------------------------------
+# writers of input messages: through CDR and back through the readers
+# ------------------------------------------------------------------------------------------------
+def test_input_writers_round_trip_through_the_readers(ts, fac):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image = cdr(ts, cv.rgb_to_image(fac, header(fac, "cam"), rgb))
+    assert (image.encoding, image.step, image.height, image.width) == ("rgb8", 21, 5, 7)
+    np.testing.assert_array_equal(cv.image_to_rgb(image), rgb)
+
+    K = np.array([[500.0, 0.0, 320.0], [0.0, 510.0, 240.0], [0.0, 0.0, 1.0]])
+    info = cdr(ts, cv.intrinsics_to_camera_info(fac, header(fac, "cam"), K, 640, 480, D=(-0.1, 0.01, 0, 0, 0)))
+    intr = cv.camera_info_to_intrinsics(info)
+    np.testing.assert_array_equal(intr.K, K)
+    np.testing.assert_array_equal(intr.D, [-0.1, 0.01, 0, 0, 0])
+    assert (info.width, info.height, intr.distortion_model) == (640, 480, "plumb_bob")
+    np.testing.assert_array_equal(np.reshape(info.p, (3, 4)), np.hstack([K, np.zeros((3, 1))]))
+
+    boxes = np.array([[10.0, 20.0, 50.0, 120.0], [200.5, 30.25, 260.0, 300.0]])
+    dets = cdr(ts, cv.boxes_to_detections(fac, header(fac, "cam"), boxes, ids=["7", "tr-2"],
+                                          class_ids=["person", "chair"], scores=[0.9, 0.4]))
+    read = cv.detections_to_boxes(dets)
+    np.testing.assert_allclose(read.boxes, boxes)
+    assert read.ids == ["7", "tr-2"] and read.class_ids == ["person", "chair"]
+    np.testing.assert_allclose(read.scores, [0.9, 0.4])
+    assert cv.detections_to_boxes(cdr(ts, cv.boxes_to_detections(fac, header(fac), boxes))).ids == ["1", "2"]
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("zyx", [30, -20, 10], degrees=True).as_matrix()
+    T[:3, 3] = [1.5, -2.0, 0.25]
+    tf = cdr(ts, cv.matrix_to_transform(fac, header(fac, "map"), "camera", T))
+    assert (tf.header.frame_id, tf.child_frame_id) == ("map", "camera")
+    np.testing.assert_allclose(cv.transform_to_matrix(tf), T, atol=1e-12)

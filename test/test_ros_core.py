@@ -17,7 +17,7 @@ from PIL import Image
 
 from sahmr_ros.errors import InputError
 from sahmr_ros.pipeline import Pipeline, PipelineConfig
-from sahmr_ros.ros.conversions import xyz_to_pointcloud2
+from sahmr_ros.ros.conversions import boxes_to_detections, intrinsics_to_camera_info, rgb_to_image, xyz_to_pointcloud2
 from sahmr_ros.ros.core import FrameInput, LatestFrameWorker, NodeParams, PerceptionCore
 from sahmr_ros.ros.interfaces import make_typestore
 from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time
@@ -58,21 +58,10 @@ def _messages(f, scene, classes=("person", "person"), scores=(0.9, 0.9), d=(0.0,
         image = f.make("sensor_msgs/msg/CompressedImage", header=_header(f), format="png",
                        data=f.array(np.frombuffer(buf.getvalue(), np.uint8)))
     else:
-        image = f.make("sensor_msgs/msg/Image", header=_header(f), height=h, width=w, encoding="rgb8", step=3 * w,
-                       data=f.array(scene.image.reshape(-1)))
-    P = np.hstack([scene.K, np.zeros((3, 1))]) if p is None else p
-    info = f.make("sensor_msgs/msg/CameraInfo", header=_header(f), height=h, width=w, distortion_model="plumb_bob",
-                  d=np.asarray(d, float), k=scene.K.reshape(-1), p=P.reshape(-1))
-    dets = []
-    for j, ((x1, y1, x2, y2), cls, score) in enumerate(zip(scene.boxes, classes, scores)):
-        hyp = f.make("vision_msgs/msg/ObjectHypothesisWithPose",
-                     hypothesis=f.make("vision_msgs/msg/ObjectHypothesis", class_id=cls, score=score))
-        point = f.make("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2)
-        center = f.make("vision_msgs/msg/Pose2D", position=point)
-        dets.append(f.make("vision_msgs/msg/Detection2D", header=_header(f), results=[hyp], id=f"track-{j}",
-                           bbox=f.make("vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1,
-                                       size_y=y2 - y1)))
-    detections = f.make("vision_msgs/msg/Detection2DArray", header=_header(f), detections=dets)
+        image = rgb_to_image(f, _header(f), scene.image)
+    info = intrinsics_to_camera_info(f, _header(f), scene.K, w, h, D=d, P=p)
+    detections = boxes_to_detections(f, _header(f), scene.boxes, ids=[f"track-{j}" for j in range(len(scene.boxes))],
+                                     class_ids=classes, scores=scores)
     return FrameInput(image, info, detections, STAMP)
 
 

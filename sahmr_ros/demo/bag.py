@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from scipy.spatial.transform import Rotation
 
 from sahmr_ros.ros.core import NodeParams
 
@@ -31,7 +29,13 @@ def write_demo_bag(scene, path: str | Path, params: NodeParams = NodeParams(), f
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from sahmr_ros.ros.bag import latched_qos_profile
-    from sahmr_ros.ros.conversions import xyz_to_pointcloud2
+    from sahmr_ros.ros.conversions import (
+        boxes_to_detections,
+        intrinsics_to_camera_info,
+        matrix_to_transform,
+        rgb_to_image,
+        xyz_to_pointcloud2,
+    )
     from sahmr_ros.ros.interfaces import DETECTION_2D_ARRAY, make_typestore
     from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time
 
@@ -41,14 +45,8 @@ def write_demo_bag(scene, path: str | Path, params: NodeParams = NodeParams(), f
     def header(t_ns: int, frame_id: str):
         return f.make("std_msgs/msg/Header", stamp=ns_to_time(f, t_ns), frame_id=frame_id)
 
-    T = scene.T_map_camera
-    q = Rotation.from_matrix(T[:3, :3]).as_quat()
-    tf_static = f.make("tf2_msgs/msg/TFMessage", transforms=[f.make(
-        "geometry_msgs/msg/TransformStamped", header=header(DEMO_START_NS, params.map_frame),
-        child_frame_id=CAMERA_FRAME,
-        transform=f.make("geometry_msgs/msg/Transform",
-                         translation=f.make("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
-                         rotation=f.make("geometry_msgs/msg/Quaternion", x=q[0], y=q[1], z=q[2], w=q[3])))])
+    tf_static = f.make("tf2_msgs/msg/TFMessage", transforms=[
+        matrix_to_transform(f, header(DEMO_START_NS, params.map_frame), CAMERA_FRAME, scene.T_map_camera)])
     cloud = xyz_to_pointcloud2(f, header(DEMO_START_NS, params.map_frame), scene.scene_points_map)
     height, width = scene.image.shape[:2]
 
@@ -75,22 +73,10 @@ def write_demo_bag(scene, path: str | Path, params: NodeParams = NodeParams(), f
         for i in range(frames):
             t = DEMO_START_NS + int((i + 1) * 1e9 / rate_hz)
             h = header(t, CAMERA_FRAME)
-            image = f.make("sensor_msgs/msg/Image", header=h, height=height, width=width, encoding="rgb8",
-                           step=3 * width, data=f.array(np.ascontiguousarray(scene.image).reshape(-1)))
-            info = f.make("sensor_msgs/msg/CameraInfo", header=h, height=height, width=width,
-                          distortion_model="plumb_bob", d=np.zeros(5), k=scene.K.reshape(-1),
-                          r=np.eye(3).reshape(-1), p=np.hstack([scene.K, np.zeros((3, 1))]).reshape(-1))
-            detections = []
-            for j, (x1, y1, x2, y2) in enumerate(scene.boxes):
-                hyp = f.make("vision_msgs/msg/ObjectHypothesisWithPose",
-                             hypothesis=f.make("vision_msgs/msg/ObjectHypothesis", class_id="person", score=0.9))
-                center = f.make("vision_msgs/msg/Pose2D",
-                                position=f.make("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2))
-                detections.append(f.make("vision_msgs/msg/Detection2D", header=h, results=[hyp], id=str(j + 1),
-                                         bbox=f.make("vision_msgs/msg/BoundingBox2D", center=center,
-                                                     size_x=x2 - x1, size_y=y2 - y1)))
+            image = rgb_to_image(f, h, scene.image)
+            info = intrinsics_to_camera_info(f, h, scene.K, width, height)
+            detections = boxes_to_detections(f, h, scene.boxes, class_ids="person", scores=0.9)
             write(params.image_topic, image, "sensor_msgs/msg/Image", t)
             write(params.camera_info_topic, info, "sensor_msgs/msg/CameraInfo", t)
-            write(params.detections_topic, f.make(DETECTION_2D_ARRAY, header=h, detections=detections),
-                  DETECTION_2D_ARRAY, t)
+            write(params.detections_topic, detections, DETECTION_2D_ARRAY, t)
     return path

@@ -15,7 +15,9 @@ header passed in -- the node passes the map frame (REP-103, z up) -- in metres.
 Readers: :func:`image_to_rgb`, :func:`compressed_image_to_rgb`, :func:`pointcloud2_to_xyz`,
 :func:`camera_info_to_intrinsics`, :func:`detections_to_boxes`, :func:`transform_to_matrix`.
 Writers: :func:`xyz_to_pointcloud2`, :func:`contacts_to_pointcloud2`, :func:`mesh_markers`,
-:func:`human_mesh_array`, :func:`diagnostics`.
+:func:`human_mesh_array`, :func:`diagnostics`; and the inverses of the readers, for recordings and
+tests: :func:`rgb_to_image`, :func:`intrinsics_to_camera_info`, :func:`boxes_to_detections`,
+:func:`matrix_to_transform`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ __all__ = [
     "camera_info_to_intrinsics",
     "detections_to_boxes",
     "transform_to_matrix",
+    "rgb_to_image",
+    "intrinsics_to_camera_info",
+    "boxes_to_detections",
+    "matrix_to_transform",
     "marker_id",
     "mesh_markers",
     "human_mesh_array",
@@ -630,6 +636,67 @@ def transform_to_matrix(transform: Any, topic: str | None = None) -> np.ndarray:
     T[:3, :3] = Rotation.from_quat(quat).as_matrix()
     T[:3, 3] = xyz
     return T
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs, written (the inverses of the readers above)
+# ------------------------------------------------------------------------------------------------
+def rgb_to_image(factory: MessageFactory, header: Any, rgb: np.ndarray) -> Any:
+    """(H, W, 3) uint8 RGB -> ``sensor_msgs/msg/Image`` (rgb8, no row padding)."""
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"rgb: expected an (H, W, 3) uint8 array, got {rgb.dtype} shape {rgb.shape}")
+    height, width = rgb.shape[:2]
+    return factory.make("sensor_msgs/msg/Image", header=header, height=height, width=width, encoding="rgb8",
+                        step=3 * width, data=factory.array(rgb.reshape(-1)))
+
+
+def intrinsics_to_camera_info(factory: MessageFactory, header: Any, K: np.ndarray, width: int, height: int,
+                              D: Sequence[float] = (0.0,) * 5, distortion_model: str = "plumb_bob",
+                              P: np.ndarray | None = None) -> Any:
+    """Pinhole ``K`` (3, 3) -> ``sensor_msgs/msg/CameraInfo`` (``r`` identity, ``p`` = [K | 0] unless given)."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    P = np.hstack([K, np.zeros((3, 1))]) if P is None else np.asarray(P, dtype=np.float64).reshape(3, 4)
+    return factory.make("sensor_msgs/msg/CameraInfo", header=header, height=int(height), width=int(width),
+                        distortion_model=distortion_model, d=np.asarray(D, dtype=np.float64), k=K.reshape(-1),
+                        r=np.eye(3).reshape(-1), p=P.reshape(-1))
+
+
+def boxes_to_detections(factory: MessageFactory, header: Any, boxes: np.ndarray, ids: Sequence[str] | None = None,
+                        class_ids: Sequence[str] | str = "person", scores: Sequence[float] | float = 1.0) -> Any:
+    """(N, 4) ``x1, y1, x2, y2`` pixel boxes -> ``vision_msgs/msg/Detection2DArray`` (4.x layout).
+
+    Args:
+        ids: detection / tracking id per box (default ``"1"``, ``"2"``, ...).
+        class_ids, scores: one hypothesis per box; a single value applies to every box.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+    ids = [str(i + 1) for i in range(n)] if ids is None else list(ids)
+    class_ids = [class_ids] * n if isinstance(class_ids, str) else list(class_ids)
+    scores = [float(scores)] * n if np.isscalar(scores) else [float(s) for s in scores]
+    detections = []
+    for (x1, y1, x2, y2), det_id, cls, score in zip(boxes, ids, class_ids, scores):
+        hypothesis = factory.make("vision_msgs/msg/ObjectHypothesis", class_id=cls, score=score)
+        center = factory.make("vision_msgs/msg/Pose2D", position=factory.make(
+            "vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2))
+        detections.append(factory.make(
+            "vision_msgs/msg/Detection2D", header=header, id=det_id,
+            results=[factory.make("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis=hypothesis)],
+            bbox=factory.make("vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)))
+    return factory.make("vision_msgs/msg/Detection2DArray", header=header, detections=detections)
+
+
+def matrix_to_transform(factory: MessageFactory, header: Any, child_frame_id: str, T: np.ndarray) -> Any:
+    """(4, 4) ``T_parent_child`` -> ``geometry_msgs/msg/TransformStamped`` (parent = ``header.frame_id``)."""
+    T = np.asarray(T, dtype=np.float64)
+    x, y, z = T[:3, 3]
+    qx, qy, qz, qw = Rotation.from_matrix(T[:3, :3]).as_quat()
+    return factory.make(
+        "geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child_frame_id,
+        transform=factory.make("geometry_msgs/msg/Transform",
+                               translation=factory.make("geometry_msgs/msg/Vector3", x=x, y=y, z=z),
+                               rotation=factory.make("geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw)))
 
 
 # ------------------------------------------------------------------------------------------------

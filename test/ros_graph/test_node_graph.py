@@ -78,6 +78,7 @@ def node_process(graph_env, tmp_path):
 
 
 def _frame_messages(f, scene, stamp_ns: int, encoding: str = "rgb8"):
+    from sahmr_ros.ros.conversions import boxes_to_detections, intrinsics_to_camera_info, rgb_to_image
     from sahmr_ros.ros.messages import ns_to_time
 
     header = f.make("std_msgs/msg/Header", stamp=ns_to_time(f, stamp_ns), frame_id=CAMERA_FRAME)
@@ -86,20 +87,9 @@ def _frame_messages(f, scene, stamp_ns: int, encoding: str = "rgb8"):
         image = f.make("sensor_msgs/msg/Image", header=header, height=h, width=w, encoding="mono16", step=2 * w,
                        data=f.array(np.zeros(2 * w * h, np.uint8)))
     else:
-        image = f.make("sensor_msgs/msg/Image", header=header, height=h, width=w, encoding="rgb8", step=3 * w,
-                       data=f.array(scene.image.reshape(-1)))
-    info = f.make("sensor_msgs/msg/CameraInfo", header=header, height=h, width=w, distortion_model="plumb_bob",
-                  d=[0.0] * 5, k=scene.K.reshape(-1).tolist())
-    detections = []
-    for j, (x1, y1, x2, y2) in enumerate(scene.boxes):
-        hyp = f.make("vision_msgs/msg/ObjectHypothesisWithPose",
-                     hypothesis=f.make("vision_msgs/msg/ObjectHypothesis", class_id="person", score=0.9))
-        point = f.make("vision_msgs/msg/Point2D", x=float(x1 + x2) / 2, y=float(y1 + y2) / 2)
-        detections.append(f.make("vision_msgs/msg/Detection2D", header=header, results=[hyp], id=str(j + 1),
-                                 bbox=f.make("vision_msgs/msg/BoundingBox2D",
-                                             center=f.make("vision_msgs/msg/Pose2D", position=point),
-                                             size_x=float(x2 - x1), size_y=float(y2 - y1))))
-    return image, info, f.make("vision_msgs/msg/Detection2DArray", header=header, detections=detections)
+        image = rgb_to_image(f, header, scene.image)
+    return (image, intrinsics_to_camera_info(f, header, scene.K, w, h),
+            boxes_to_detections(f, header, scene.boxes, class_ids="person", scores=0.9))
 
 
 @contextlib.contextmanager
@@ -126,9 +116,7 @@ def _stamp(header) -> int:
 
 
 def test_node_publishes_meshes_contacts_and_humans_in_the_map_frame(node_process, demo_scene, graph_env):
-    from scipy.spatial.transform import Rotation
-
-    from sahmr_ros.ros.conversions import xyz_to_pointcloud2
+    from sahmr_ros.ros.conversions import matrix_to_transform, xyz_to_pointcloud2
     from sahmr_ros.ros.messages import RclpyFactory, ns_to_time
 
     proc, log = node_process
@@ -149,16 +137,10 @@ def test_node_publishes_meshes_contacts_and_humans_in_the_map_frame(node_process
                                     ("diagnostics", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")):
             node.create_subscription(cls(msgtype), topic, lambda m, k=key: received[k].append(m), reliable)
 
-        T = demo_scene.T_map_camera
-        q = Rotation.from_matrix(T[:3, :3]).as_quat()
         now = node.get_clock().now().nanoseconds
-        pub_tf.publish(f.make("tf2_msgs/msg/TFMessage", transforms=[f.make(
-            "geometry_msgs/msg/TransformStamped",
-            header=f.make("std_msgs/msg/Header", stamp=ns_to_time(f, now), frame_id="map"),
-            child_frame_id=CAMERA_FRAME,
-            transform=f.make("geometry_msgs/msg/Transform",
-                             translation=f.make("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
-                             rotation=f.make("geometry_msgs/msg/Quaternion", x=q[0], y=q[1], z=q[2], w=q[3])))]))
+        pub_tf.publish(f.make("tf2_msgs/msg/TFMessage", transforms=[matrix_to_transform(
+            f, f.make("std_msgs/msg/Header", stamp=ns_to_time(f, now), frame_id="map"), CAMERA_FRAME,
+            demo_scene.T_map_camera)]))
         pub_scene.publish(xyz_to_pointcloud2(f, f.make("std_msgs/msg/Header", stamp=ns_to_time(f, now),
                                                        frame_id="map"), demo_scene.scene_points_map))
 
