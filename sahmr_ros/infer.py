@@ -114,7 +114,6 @@ def load_inputs(image: str | Path, camera: str | Path, pose: str | Path, scene: 
 
 
 def _person_summary(p, mesh_name: str, contacts_name: str) -> dict:
-    counts = np.bincount(np.asarray(p.contact_labels, dtype=np.int64), minlength=C.NUM_CONTACT_CLASSES)
     return {
         "box_index": p.box_index,
         "box_xyxy": np.asarray(p.box_xyxy, dtype=float).tolist(),
@@ -124,7 +123,7 @@ def _person_summary(p, mesh_name: str, contacts_name: str) -> dict:
         "joints14_map": {name: np.asarray(j, dtype=float).tolist()
                          for name, j in zip(C.JOINT14_NAMES, p.joints14_map)},
         "num_contact_points": int(len(p.contact_labels)),
-        "contact_points_by_part": {C.CONTACT_PART_NAMES[k]: int(n) for k, n in enumerate(counts) if k and n},
+        "contact_points_by_part": p.contacts_by_part(),
         "num_roi_voxels": int(p.num_roi_voxels),
         "flags": list(p.flags),
         "mesh": mesh_name,

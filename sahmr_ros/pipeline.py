@@ -120,6 +120,11 @@ class PersonResult:
     num_roi_voxels: int
     flags: tuple[str, ...] = ()
 
+    def contacts_by_part(self) -> dict[str, int]:
+        """Return the number of contact points per body part, by part name, parts without any left out."""
+        counts = np.bincount(np.asarray(self.contact_labels, dtype=np.int64), minlength=C.NUM_CONTACT_CLASSES)
+        return {C.CONTACT_PART_NAMES[k]: int(n) for k, n in enumerate(counts) if k and n}
+
 
 @dataclass
 class SkippedPerson:

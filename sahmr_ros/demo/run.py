@@ -117,8 +117,7 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     for p in frame.persons:
         err = float(np.linalg.norm(p.root_map - scene.gt_roots_map[p.box_index]))
         errors.append(err)
-        counts = np.bincount(p.contact_labels, minlength=C.NUM_CONTACT_CLASSES)[1:]
-        parts = ", ".join(f"{C.CONTACT_PART_NAMES[k + 1]} {n}" for k, n in enumerate(counts) if n) or "none"
+        parts = ", ".join(f"{name} {n}" for name, n in p.contacts_by_part().items()) or "none"
         print(f"  person {p.box_index}: root error {err * 1000:.0f} mm, {p.num_roi_voxels} ROI voxels, "
               f"contacts: {parts}{' [' + ', '.join(p.flags) + ']' if p.flags else ''}")
         lines.append(f"person {p.box_index}: root error {err * 1000:.0f} mm, {len(p.contact_labels)} contact points")
