@@ -94,6 +94,19 @@ class _Corrupt(Exception):
     """The storage failed while reading (the message names the cause)."""
 
 
+def _guarded(items) -> Iterator:
+    """Yield from ``items``; any failure of the storage while reading becomes one :class:`_Corrupt`."""
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - rosbags, mcap and sqlite raise many types on damage
+            raise _Corrupt(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        yield item
+
+
 class _RosbagsSource:
     """A readable rosbag2 (directory, .mcap or .db3) through rosbags."""
 
@@ -111,14 +124,7 @@ class _RosbagsSource:
     def messages(self, topics: set[str]) -> Iterator[tuple[_Topic, int, bytes]]:
         by_id = {c.id: t for c, t in zip(self.reader.connections, self.topics)}
         wanted = [c for c in self.reader.connections if c.topic in topics]
-        iterator = self.reader.messages(connections=wanted)
-        while True:
-            try:
-                conn, t_ns, raw = next(iterator)
-            except StopIteration:
-                return
-            except Exception as exc:  # noqa: BLE001 - rosbags/mcap/sqlite raise many types on damage
-                raise _Corrupt(f"{type(exc).__name__}: {exc}") from exc
+        for conn, t_ns, raw in _guarded(self.reader.messages(connections=wanted)):
             yield by_id[conn.id], t_ns, raw
 
     def close(self) -> None:
@@ -146,14 +152,7 @@ class _McapStreamSource:
         from mcap.records import Channel, Message, Schema
 
         schemas, channels = {}, {}
-        records = iter(self._reader.records)
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            except Exception as exc:  # noqa: BLE001 - EndOfFile, bad record lengths, CRC...
-                raise _Corrupt(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        for record in _guarded(self._reader.records):
             if isinstance(record, Schema):
                 schemas[record.id] = record
             elif isinstance(record, Channel):
