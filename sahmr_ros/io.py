@@ -20,8 +20,10 @@ Formats read:
     ``dist`` / ``distortion`` / ``D`` list (OpenCV order k1, k2, p1, p2[, k3[, k4, k5, k6]]),
     ``width``, ``height``, ``distortion_model`` / ``model``.
 
-  :func:`undistort_image` handles ``plumb_bob`` and ``rational_polynomial``; any model whose
-  coefficients are all zero passes through unchanged.
+  :func:`undistort_image` handles ``plumb_bob`` (5 coefficients), ``rational_polynomial`` (8) and
+  ``equidistant`` (4, the fisheye model); fewer coefficients are zero-padded, more are accepted when
+  the extra ones are zero; any model whose coefficients are all zero passes through unchanged; the
+  rest is refused by :func:`normalise_distortion`, naming the field, the model and the count.
 * **pose** (:func:`read_pose`): a string of 16 numbers (4x4 row-major), 12 (3x4) or 7
   (``tx ty tz qx qy qz qw``, ROS quaternion order), separated by commas or spaces; or a file
   ``.txt`` (the same numbers), ``.npy`` ((4, 4), (3, 4), (16,), (12,) or (7,)), ``.json`` / ``.yaml``
@@ -54,11 +56,13 @@ from scipy.ndimage import map_coordinates
 from scipy.spatial.transform import Rotation
 
 from sahmr_ros import constants as C
-from sahmr_ros.errors import InputError
+from sahmr_ros.errors import InputError, MessageError
 from sahmr_ros.geometry import check_intrinsics, check_pose
 
 __all__ = [
     "Camera",
+    "DISTORTION_MODELS",
+    "normalise_distortion",
     "read_image",
     "read_camera",
     "undistort_image",
@@ -69,8 +73,13 @@ __all__ = [
     "write_labelled_points_ply",
 ]
 
-UNDISTORT_MODELS = ("plumb_bob", "rational_polynomial")
-_MAX_COEFFS = {"plumb_bob": 5, "rational_polynomial": 8}
+# Distortion models undistort_image handles -> their coefficients, in order (ROS camera_info / OpenCV).
+DISTORTION_MODELS = {
+    "plumb_bob": ("k1", "k2", "p1", "p2", "k3"),
+    "rational_polynomial": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"),
+    "equidistant": ("k1", "k2", "k3", "k4"),  # fisheye: theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)
+}
+UNDISTORT_MODELS = tuple(DISTORTION_MODELS)
 POSE_SUFFIXES = (".txt", ".npy", ".json", ".yaml", ".yml")
 CLOUD_SUFFIXES = (".ply", ".pcd", ".npz", ".npy", ".obj")
 MAX_SURFACE_SAMPLES = 20_000_000  # cap of sample_mesh_surface (spacing grows beyond it)
@@ -125,8 +134,8 @@ class Camera:
 
     Attributes:
         K: (3, 3) float64 intrinsics in pixels.
-        distortion: (n,) float64 coefficients in OpenCV order (k1, k2, p1, p2, k3, k4, k5, k6);
-            may be empty.
+        distortion: (n,) float64 coefficients in the model's order (:data:`DISTORTION_MODELS`: k1, k2,
+            p1, p2, k3, k4, k5, k6; equidistant k1..k4), as read; may be empty.
         width, height: image size in pixels the calibration is for, or None when not given.
         model: distortion model name (``plumb_bob``, ``rational_polynomial``, ...).
         source: the file it was read from (for messages).
@@ -181,6 +190,64 @@ def _ros_matrix(d: dict, key: str, where: str, shape: tuple[int, int] | None) ->
     return data
 
 
+def _model_list() -> str:
+    return ", ".join(f"{m} ({len(c)}: {' '.join(c)})" for m, c in DISTORTION_MODELS.items())
+
+
+def normalise_distortion(model: str | None, coeffs: Any, field: str, topic: str | None = None,
+                         fix: str = "pass the coefficients of one of these models, or a rectified image with "
+                                    "zero distortion") -> tuple[str, np.ndarray]:
+    """Decide what a distortion model and coefficient vector mean: the one rule for files and camera_info.
+
+    Coefficients are in the ROS / OpenCV order of :data:`DISTORTION_MODELS`. Fewer than the model
+    takes are zero-padded (``plumb_bob`` with k1 k2 p1 p2); more are accepted when the extra ones
+    are zero (a driver that always sends 14). All-zero coefficients mean no distortion, under any
+    model name. Without a model name, the count up to the last non-zero coefficient picks
+    ``plumb_bob`` (<= 5) or ``rational_polynomial`` (<= 8).
+
+    Args:
+        model: the model name (case and surrounding spaces ignored); None or "" when not given.
+        coeffs: (n,) numbers.
+        field: named in errors (``"camera_info.d"``, ``"cam.yaml: field `distortion_coefficients`"``).
+        topic: the message's topic: errors are then :class:`MessageError` ``(field, detail, topic)``.
+        fix: what the user should do, appended to errors.
+
+    Returns:
+        ``(model, coefficients)``: the model's name and its (len(DISTORTION_MODELS[model]),) float64
+        coefficients; ``(model, (0,))`` when every coefficient is zero (nothing to undistort).
+
+    Raises:
+        InputError (MessageError with ``topic``): non-finite coefficients, an unknown model with
+            non-zero coefficients, or non-zero coefficients beyond what the model takes.
+    """
+    def fail(detail: str) -> InputError:
+        return MessageError(field, detail, topic) if topic is not None else InputError(f"{field}: {detail}")
+
+    values = _numbers(coeffs, field, "a list of distortion coefficients")
+    if not np.isfinite(values).all():
+        raise fail(f"contains NaN or inf ({values.tolist()}); pass finite coefficients")
+    nonzero = np.flatnonzero(values)
+    used = int(nonzero[-1]) + 1 if nonzero.size else 0
+    name = model.strip().lower() if isinstance(model, str) else ""
+    if not name:
+        name = "plumb_bob" if used <= 5 else "rational_polynomial" if used <= 8 else ""
+        if not name:
+            raise fail(f"no distortion model given and {values.size} coefficients, the last non-zero at position "
+                       f"{used}; name the model (distortion_model): {_model_list()}; or {fix}")
+    if used == 0:
+        return name, np.zeros(0)
+    names = DISTORTION_MODELS.get(name)
+    if names is None:
+        raise fail(f"distortion model {name!r} with {values.size} coefficients (non-zero) is not supported; "
+                   f"supported: {_model_list()}; or {fix}")
+    if used > len(names):
+        raise fail(f"model {name} takes {len(names)} coefficients ({' '.join(names)}), got {values.size} with "
+                   f"non-zero values beyond the {len(names)}th ({values[len(names):used].tolist()}); {fix}")
+    out = np.zeros(len(names))
+    out[:min(values.size, len(names))] = values[:len(names)]
+    return name, out
+
+
 def read_camera(path: str | Path) -> Camera:
     """Read camera intrinsics and distortion from a YAML or JSON file (layouts: module docstring).
 
@@ -227,28 +294,29 @@ def read_camera(path: str | Path) -> Camera:
         dist_field, value = _field(d, ("d", "D", "dist", "distortion", "dist_coeffs"))
         dist = (np.zeros(0) if dist_field is None or value is None else
                 _numbers(value, f"{where}: field `{dist_field}`", "a list of distortion coefficients"))
-    if not np.isfinite(dist).all():
-        raise InputError(f"{where}: field `{dist_field}`: contains NaN or inf; pass finite coefficients")
-
     model_field, model = _field(d, ("distortion_model", "model"))
-    if model is None:
-        model = "plumb_bob" if dist.size <= 5 else "rational_polynomial" if dist.size <= 8 else f"opencv_{dist.size}"
-    if not isinstance(model, str):
+    if model is not None and not isinstance(model, str):
         raise InputError(f"{where}: field `{model_field}`: expected a model name string, got {model!r}")
-    model = model.strip().lower()
-    limit = _MAX_COEFFS.get(model)
-    if limit is not None and dist.size > limit:
-        raise InputError(f"{where}: field `{dist_field}`: model {model} takes at most {limit} coefficients "
-                         f"(k1, k2, p1, p2, k3{', k4, k5, k6' if limit == 8 else ''}), got {dist.size}")
+    model, _ = normalise_distortion(model, dist, f"{where}: field `{dist_field or 'distortion_coefficients'}`",
+                                    fix="fix the camera file, or pass a rectified image with zero distortion")
 
     width = _image_size(d, where, ("image_width", "width"))
     height = _image_size(d, where, ("image_height", "height"))
     return Camera(K=K, distortion=dist, width=width, height=height, model=model, source=where)
 
 
-def _distort_normalised(x: np.ndarray, y: np.ndarray, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the OpenCV radial-tangential (rational) model to normalised coordinates (coeffs padded to 8)."""
-    k1, k2, p1, p2, k3, k4, k5, k6 = coeffs
+def _distort_normalised(x: np.ndarray, y: np.ndarray, model: str,
+                        coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``model`` (coefficients from :func:`normalise_distortion`) to normalised coordinates."""
+    if model == "equidistant":  # OpenCV fisheye: the angle to the axis is distorted, not the radius
+        k1, k2, k3, k4 = coeffs
+        r = np.hypot(x, y)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+        scale = np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-12)
+        return x * scale, y * scale
+    k1, k2, p1, p2, k3, k4, k5, k6 = np.concatenate([coeffs, np.zeros(8 - coeffs.size)])
     r2 = x * x + y * y
     radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
@@ -257,7 +325,7 @@ def _distort_normalised(x: np.ndarray, y: np.ndarray, coeffs: np.ndarray) -> tup
 
 
 @functools.lru_cache(maxsize=4)
-def _undistortion_coords(k: tuple, coeffs: tuple, H: int, W: int) -> np.ndarray:
+def _undistortion_coords(k: tuple, model: str, coeffs: tuple, H: int, W: int) -> np.ndarray:
     """Return where each output pixel samples the distorted image: (2, H, W) (row, column).
 
     Cached: a camera stream undistorts every frame with the same calibration (the node's hot path).
@@ -267,7 +335,7 @@ def _undistortion_coords(k: tuple, coeffs: tuple, H: int, W: int) -> np.ndarray:
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
     y = (v - K[1, 2]) / K[1, 1]
     x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    xd, yd = _distort_normalised(x, y, np.asarray(coeffs))
+    xd, yd = _distort_normalised(x, y, model, np.asarray(coeffs))
     coords = np.stack([K[1, 1] * yd + K[1, 2], K[0, 0] * xd + K[0, 1] * yd + K[0, 2]])
     coords.flags.writeable = False
     return coords
@@ -288,7 +356,7 @@ def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.n
 
     Raises:
         InputError: wrong image shape / dtype, image size differs from the calibration's, or a
-            distortion model other than plumb_bob / rational_polynomial with non-zero coefficients.
+            distortion :func:`normalise_distortion` refuses (another model, extra non-zero coefficients).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -297,16 +365,12 @@ def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.n
     if camera.width is not None and camera.height is not None and (W, H) != (camera.width, camera.height):
         raise InputError(f"image: {W}x{H} pixels but the camera file {camera.source} is calibrated for "
                          f"{camera.width}x{camera.height}; pass an image of that size or a matching calibration")
-    if not camera.has_distortion:
+    model, coeffs = normalise_distortion(camera.model, camera.distortion,
+                                         f"{camera.source}: distortion" if camera.source else "camera.distortion")
+    if coeffs.size == 0:
         return image, camera.K.copy()
-    if camera.model not in UNDISTORT_MODELS:
-        raise InputError(f"{camera.source}: field `distortion_model`: model {camera.model!r} is not supported "
-                         f"(only {', '.join(UNDISTORT_MODELS)}); pass a rectified image and a camera file "
-                         "with zero distortion")
-    coeffs = np.zeros(8)
-    coeffs[: camera.distortion.size] = camera.distortion
     K = camera.K
-    coords = _undistortion_coords(tuple(K.reshape(-1).tolist()), tuple(coeffs.tolist()), H, W)
+    coords = _undistortion_coords(tuple(K.reshape(-1).tolist()), model, tuple(coeffs.tolist()), H, W)
     out = np.empty_like(image)
     for c in range(3):
         sampled = map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="constant", cval=0.0)

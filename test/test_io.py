@@ -13,6 +13,7 @@ from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
 from sahmr_ros.io import (
     Camera,
+    normalise_distortion,
     read_boxes,
     read_camera,
     read_point_cloud,
@@ -121,20 +122,46 @@ def _forward_distortion(x, y, k):
             y * radial + p1 * (r2 + 2 * y**2) + 2 * p2 * x * y)
 
 
+def _forward_equidistant(x, y, k):
+    """OpenCV's fisheye model, from its documentation: theta = atan(r), theta_d = theta (1 + k1 theta^2 + ...)."""
+    r = np.hypot(x, y)
+    theta = np.arctan(r)
+    theta_d = theta * (1 + k[0] * theta**2 + k[1] * theta**4 + k[2] * theta**6 + k[3] * theta**8)
+    scale = np.where(r > 0, theta_d / np.where(r > 0, r, 1.0), 1.0)
+    return x * scale, y * scale
+
+
+def _inverse_equidistant(xd, yd, k):
+    """Where a distorted normalised point came from: Newton on theta_d(theta), then r = tan(theta)."""
+    theta_d = np.hypot(xd, yd)
+    theta = theta_d.copy()
+    for _ in range(30):
+        t2 = theta**2
+        f = theta * (1 + k[0] * t2 + k[1] * t2**2 + k[2] * t2**3 + k[3] * t2**4) - theta_d
+        theta = theta - f / (1 + 3 * k[0] * t2 + 5 * k[1] * t2**2 + 7 * k[2] * t2**3 + 9 * k[3] * t2**4)
+    scale = np.where(theta_d > 0, np.tan(theta) / np.where(theta_d > 0, theta_d, 1.0), 1.0)
+    return xd * scale, yd * scale
+
+
 def _pattern(u, v):
     """Smooth checkerboard (8 px squares, softened so bilinear sampling is accurate), 0..255."""
     return 127.5 + 127.5 * np.tanh(2.0 * np.sin(np.pi * u / 16) * np.sin(np.pi * v / 16))
 
 
-def _distorted_image(K, coeffs, H, W):
+def _distorted_image(K, coeffs, H, W, model="plumb_bob"):
     """The image the lens would take of ``_pattern``: invert the forward model per pixel."""
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
     xd, yd = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
-    x, y = xd.copy(), yd.copy()
-    for _ in range(50):  # Newton-free fixed point, as cv::undistortPoints
-        fx_, fy_ = _forward_distortion(x, y, coeffs)
-        x, y = x + (xd - fx_), y + (yd - fy_)
-    assert np.abs(np.stack(_forward_distortion(x, y, coeffs)) - np.stack([xd, yd])).max() < 1e-9
+    if model == "equidistant":
+        x, y = _inverse_equidistant(xd, yd, coeffs)
+        forward = _forward_equidistant
+    else:
+        x, y = xd.copy(), yd.copy()
+        for _ in range(50):  # Newton-free fixed point, as cv::undistortPoints
+            fx_, fy_ = _forward_distortion(x, y, coeffs)
+            x, y = x + (xd - fx_), y + (yd - fy_)
+        forward = _forward_distortion
+    assert np.abs(np.stack(forward(x, y, coeffs)) - np.stack([xd, yd])).max() < 1e-9
     img = _pattern(K[0, 0] * x + K[0, 2], K[1, 1] * y + K[1, 2])
     return np.repeat(np.rint(img)[..., None], 3, axis=2).astype(np.uint8)
 
@@ -144,14 +171,15 @@ def _distorted_image(K, coeffs, H, W):
     [
         ("plumb_bob", [-0.25, 0.08, 0.001, -0.0008, -0.01]),
         ("rational_polynomial", [0.4, -0.05, 0.0005, 0.0007, 0.0, 0.6, -0.02, 0.0]),
+        ("equidistant", [0.05, -0.01, 0.002, -0.0005]),
     ],
 )
 def test_undistortion_inverts_the_forward_model(model, coeffs):
     H, W = 240, 320
     K = np.array([[280.0, 0.0, 161.0], [0.0, 282.0, 118.0], [0.0, 0.0, 1.0]])
-    padded = np.zeros(8)
+    padded = np.zeros(4 if model == "equidistant" else 8)
     padded[: len(coeffs)] = coeffs
-    distorted = _distorted_image(K, padded, H, W)
+    distorted = _distorted_image(K, padded, H, W, model)
     cam = Camera(K=K, distortion=np.asarray(coeffs), width=W, height=H, model=model)
     out, K_new = undistort_image(distorted, cam)
     np.testing.assert_array_equal(K_new, K)
@@ -175,12 +203,85 @@ def test_undistortion_identity_and_refusals():
         out, K_new = undistort_image(img, Camera(K, dist, 160, 120, model, "cam.yaml"))
         assert out is img
         np.testing.assert_array_equal(K_new, K)
-    with pytest.raises(InputError, match=r"cam\.yaml.*distortion_model.*equidistant.*rectified"):
-        undistort_image(img, Camera(K, np.array([0.1, 0, 0, 0]), 160, 120, "equidistant", "cam.yaml"))
+    with pytest.raises(InputError, match=r"cam\.yaml.*'kannala_brandt'.*equidistant.*rectified"):
+        undistort_image(img, Camera(K, np.array([0.1, 0, 0, 0]), 160, 120, "kannala_brandt", "cam.yaml"))
     with pytest.raises(InputError, match=r"image: 160x120.*cam\.yaml.*640x480"):
         undistort_image(img, Camera(K, np.zeros(5), 640, 480, "plumb_bob", "cam.yaml"))
     with pytest.raises(InputError, match=r"image: expected \(H, W, 3\) uint8"):
         undistort_image(img.astype(np.float32), Camera(K, np.zeros(5), None, None, "plumb_bob"))
+
+
+def test_equidistant_point_lands_where_the_formula_puts_it():
+    """One bright pixel where the fisheye formula images a known ray; undistortion brings it back to
+    the ray's pinhole pixel (hand-derived: theta = atan(0.5) = 0.463648, theta_d = 0.468631)."""
+    K = np.array([[200.0, 0.0, 160.0], [0.0, 200.0, 120.0], [0.0, 0.0, 1.0]])
+    k = (0.05, 0.0, 0.0, 0.0)
+    x, y = 0.4, 0.3  # r = 0.5: pinhole pixel (240, 180)
+    theta = np.arctan(0.5)
+    theta_d = theta * (1 + 0.05 * theta**2)
+    assert theta_d == pytest.approx(0.468631, abs=1e-6)
+    ud, vd = 160 + 200 * x * theta_d / 0.5, 120 + 200 * y * theta_d / 0.5  # (234.98, 176.24)
+    img = np.zeros((240, 320, 3), np.uint8)
+    v, u = np.mgrid[0:240, 0:320]
+    img[..., 1] = np.rint(255 * np.exp(-((u - ud) ** 2 + (v - vd) ** 2) / 2.0)).astype(np.uint8)
+    out, _ = undistort_image(img, Camera(K, np.array(k), 320, 240, "equidistant"))
+    g = out[..., 1].astype(np.float64)
+    peak = np.unravel_index(np.argmax(g), g.shape)
+    assert peak == (180, 240)
+    centroid = (g * u).sum() / g.sum(), (g * v).sum() / g.sum()
+    np.testing.assert_allclose(centroid, (240, 180), atol=0.2)
+
+
+@pytest.mark.parametrize(
+    "model, coeffs, expected",
+    [
+        ("plumb_bob", [-0.2, 0.05, 0.001, 0.002, 0.01], ("plumb_bob", [-0.2, 0.05, 0.001, 0.002, 0.01])),
+        ("plumb_bob", [-0.2, 0.05, 0.001, 0.002], ("plumb_bob", [-0.2, 0.05, 0.001, 0.002, 0.0])),
+        ("plumb_bob", [-0.2, 0.05, 0.001, 0.002, 0.01] + [0.0] * 9, ("plumb_bob", [-0.2, 0.05, 0.001, 0.002, 0.01])),
+        (" Rational_Polynomial ", [0.1] * 8 + [0.0] * 6, ("rational_polynomial", [0.1] * 8)),
+        ("equidistant", [0.05, -0.01, 0.002, -0.0005], ("equidistant", [0.05, -0.01, 0.002, -0.0005])),
+        ("equidistant", [0.05, -0.01, 0.002, -0.0005, 0.0], ("equidistant", [0.05, -0.01, 0.002, -0.0005])),
+        ("kannala_brandt", [0.0] * 14, ("kannala_brandt", [])),  # all zero: nothing to undistort
+        ("", [0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0], ("rational_polynomial", [0.1] + [0.0] * 5 + [0.3, 0.0])),
+        ("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0] + [0.0] * 8 + [0.001], r"plumb_bob takes 5 .*got 14.*\[0\.0, 0\.0"),
+        ("rational_polynomial", [0.1] * 14, r"rational_polynomial takes 8 .*got 14"),
+        ("equidistant", [0.05, 0.0, 0.0, 0.0, 0.01], r"equidistant takes 4 .*got 5"),
+        ("kannala_brandt", [0.1, 0.0, 0.0, 0.0], r"'kannala_brandt' with 4 coefficients .*not supported"),
+        ("", [0.1] * 14, r"no distortion model given and 14 coefficients"),
+        ("plumb_bob", [0.1, float("nan")], "NaN"),
+    ],
+)
+def test_distortion_vector_lengths(tmp_path, model, coeffs, expected):
+    """Every length and model: one rule for normalise_distortion, read_camera and undistort_image."""
+    K = np.array([[280.0, 0.0, 161.0], [0.0, 282.0, 118.0], [0.0, 0.0, 1.0]])
+    img = _distorted_image(K, np.zeros(8), 240, 320)
+    fields = {"k": K.reshape(-1).tolist(), "d": coeffs, "width": 320, "height": 240}
+    if model:
+        fields["distortion_model"] = model
+    path = _write(tmp_path / "my_cam.json", json.dumps(fields).replace("NaN", '"nan"'))
+    if isinstance(expected, str):
+        with pytest.raises(InputError, match=expected) as e:
+            normalise_distortion(model, coeffs, "camera_info.d")
+        assert str(e.value).startswith("camera_info.d: ")
+        if "NaN" not in expected:
+            assert "rectified" in str(e.value) or "model" in str(e.value)  # says what to do
+        with pytest.raises(InputError, match=r"my_cam\.json: field `d`"):
+            read_camera(path)
+        with pytest.raises(InputError, match=expected):
+            undistort_image(img, Camera(K, np.asarray(coeffs), 320, 240, model, "cam.yaml"))
+        return
+    name, normalised = normalise_distortion(model, coeffs, "camera_info.d")
+    assert name == expected[0]
+    np.testing.assert_array_equal(normalised, expected[1])
+    cam = read_camera(path)
+    assert cam.model == expected[0]
+    out, _ = undistort_image(img, cam)
+    if not expected[1]:
+        assert out is img
+    else:  # the same image as with exactly the model's coefficients
+        ref, _ = undistort_image(img, Camera(K, np.asarray(expected[1]), 320, 240, expected[0]))
+        np.testing.assert_array_equal(out, ref)
+        assert not np.array_equal(out, img)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ inputs (a rotated camera matrix for the ``rectified`` rule, a known image for th
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 
@@ -135,6 +136,79 @@ def test_distortion_rules(f, pipeline, demo_scene):
     direct = pipeline.process(rgb, K, demo_scene.T_map_camera, demo_scene.boxes)
     np.testing.assert_allclose(out.humans.humans[0].vertices.reshape(-1, 3), direct.persons[0].vertices_map,
                                atol=1e-5)
+
+
+class _RecordingPipeline:
+    """Stands in for the pipeline: records the image and K the core hands it, and finds nobody."""
+
+    scene = object()  # a scene is latched
+    faces = np.zeros((0, 3), np.int64)
+    weights_description, device = "recording stand-in", "cpu"
+
+    def __init__(self):
+        self.calls = []
+
+    def process(self, rgb, K, T_map_camera, boxes, scores=None):
+        from types import SimpleNamespace
+
+        self.calls.append((rgb.copy(), np.array(K)))
+        return SimpleNamespace(persons=[], skipped=[], timings_ms={"total": 1.0})
+
+
+SMALL_K = np.array([[150.0, 0.0, 81.0], [0.0, 152.0, 59.0], [0.0, 0.0, 1.0]])
+PLUMB5 = [-0.2, 0.05, 0.001, -0.002, 0.01]
+
+
+@pytest.mark.parametrize("model, d, used", [
+    ("plumb_bob", PLUMB5, ("plumb_bob", PLUMB5)),
+    ("plumb_bob", PLUMB5 + [0.0] * 9, ("plumb_bob", PLUMB5)),  # 14 coefficients, the extra ones zero
+    ("rational_polynomial", PLUMB5 + [0.3, -0.01, 0.0], ("rational_polynomial", PLUMB5 + [0.3, -0.01, 0.0])),
+    ("rational_polynomial", PLUMB5 + [0.3, -0.01, 0.0] + [0.0] * 6, ("rational_polynomial", PLUMB5 + [0.3, -0.01, 0])),
+    ("equidistant", [0.05, -0.01, 0.002, -0.0005], ("equidistant", [0.05, -0.01, 0.002, -0.0005])),
+    ("plumb_bob", PLUMB5 + [0.0] * 8 + [0.001], "plumb_bob takes 5 coefficients .* got 14"),
+    ("", [0.1] * 14, "no distortion model given and 14 coefficients"),
+    ("kannala_brandt", [0.1] * 4, "'kannala_brandt' with 4 coefficients .*not supported"),
+])
+def test_distortion_vector_lengths_in_the_node(f, model, d, used):
+    """Every length under distortion:=undistort: the image handed to the pipeline is the one
+    io.undistort_image gives for the normalised coefficients, or the frame is refused with a
+    camera_info.d error naming the model and the count; no exception escapes ``handle``."""
+    from sahmr_ros.io import Camera, undistort_image
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    image = rgb_to_image(f, _header(f), rgb)
+    info = intrinsics_to_camera_info(f, _header(f), SMALL_K, 160, 120, D=d, distortion_model=model)
+    dets = boxes_to_detections(f, _header(f), [[40.0, 20.0, 100.0, 110.0]])
+    frame = FrameInput(image, info, dets, STAMP)
+    pipe = _RecordingPipeline()
+    core = PerceptionCore(pipe, NodeParams(distortion="undistort"), f)
+    out = core.handle(frame, lambda *a: np.eye(4))
+    if isinstance(used, str):
+        assert out.error is not None and pipe.calls == []
+        assert out.error.startswith("/camera/camera_info: camera_info.d: ")
+        assert re.search(used, out.error) and "distortion:=rectified" in out.error
+        assert dict(core.errors_by_kind) == {"camera_info": 1}
+    else:
+        assert out.error is None, out.error
+        want, K_want = undistort_image(rgb, Camera(SMALL_K, np.array(used[1]), 160, 120, used[0]))
+        (got, K_got), = pipe.calls
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(K_got, K_want)
+        assert not np.array_equal(got, rgb)
+
+    # rectified: whatever the coefficients, the image is used as is with K from P
+    pipe = _RecordingPipeline()
+    P = np.hstack([SMALL_K * [[1.1], [1.1], [1.0]], np.zeros((3, 1))])
+    info = intrinsics_to_camera_info(f, _header(f), SMALL_K, 160, 120, D=d, distortion_model=model, P=P)
+    rectified = PerceptionCore(pipe, NodeParams(distortion="rectified"), f)
+    out = rectified.handle(FrameInput(image, info, dets, STAMP), lambda *a: np.eye(4))
+    assert out.error is None
+    np.testing.assert_array_equal(pipe.calls[0][0], rgb)
+    np.testing.assert_array_equal(pipe.calls[0][1], P[:, :3])
+    # refuse: the count is named
+    out = PerceptionCore(_RecordingPipeline(), NodeParams(distortion="refuse"), f).handle(frame, lambda *a: np.eye(4))
+    assert "camera_info.d" in out.error and f"{len(d)} coefficients" in out.error
 
 
 def test_frame_errors_name_topic_and_field_and_are_counted(f, pipeline, demo_scene):

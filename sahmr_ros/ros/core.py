@@ -361,13 +361,16 @@ class PerceptionCore:
                                    p.camera_info_topic)
             return P.reshape(3, 4)[:, :3].copy(), None
         if p.distortion == "refuse":
-            raise MessageError("camera_info.d", f"non-zero {intr.distortion_model} distortion; publish the "
-                               "rectified image with distortion:=rectified, or set distortion:=undistort",
-                               p.camera_info_topic)
-        from sahmr_ros.io import Camera
+            raise MessageError("camera_info.d", f"non-zero {intr.distortion_model or 'unnamed'} distortion "
+                               f"({intr.D.size} coefficients); publish the rectified image with "
+                               "distortion:=rectified, or set distortion:=undistort", p.camera_info_topic)
+        from sahmr_ros.io import Camera, normalise_distortion
 
-        return intr.K, Camera(intr.K, intr.D, width, height, intr.distortion_model or "plumb_bob",
-                              source=p.camera_info_topic)
+        model, coeffs = normalise_distortion(
+            intr.distortion_model, intr.D, "camera_info.d", topic=p.camera_info_topic,
+            fix="publish the camera_info of one of these models, or the rectified image with "
+                "distortion:=rectified")
+        return intr.K, Camera(intr.K, coeffs, width, height, model, source=p.camera_info_topic)
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _record_success(self, result) -> None:
