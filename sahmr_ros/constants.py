@@ -16,6 +16,10 @@ CROP_SIZE_PX = 224  # side of the square network input
 CROP_SCALE = 1.15  # crop half size = max(w, h) / 2 * CROP_SCALE at test time
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Largest image (width x height, from the header, checked before decoding) any input may be: 8K video
+# (7680 x 4320 = 33.2 MP, DCI 8192 x 4320 = 35.4 MP) fits. A 140 kB PNG can claim 12000 x 12000
+# zeros, which would take 2 GB and seconds to decode and undistort.
+MAX_IMAGE_PIXELS = 40_000_000
 
 # --- scene and frustum ------------------------------------------------------------------------------
 SCENE_PITCH_M = 0.02  # the pre-scanned scene is voxelised at 2 cm
@@ -73,6 +77,17 @@ FLAG_NON_FINITE = "non_finite_output"  # NaN/inf in the estimate (broken weights
 
 # --- time ------------------------------------------------------------------------------------------
 NS_PER_S = 1_000_000_000  # ROS stamps are integer nanoseconds
+# A message more than this far behind the newest one of its stream (or a transform sample behind the
+# newest of its edge) means time jumped back: a bag replayed with --loop, a sim-time reset, or the
+# recovery after a clock glitch stamped messages in the future. The synchroniser and the transform
+# history then start over, as tf2 does on a time jump.
+TIME_JUMP_BACK_S = 1.0
+
+# --- coordinate range --------------------------------------------------------------------------------
+# Coordinates (scene points, transform translations) farther than this from the map origin are refused:
+# the scene is stored in float32, whose resolution at 1e5 m (8 mm) is still below the 2 cm scene pitch,
+# and squared distances stay far inside float64's range. Re-centre a map kept in UTM coordinates.
+MAX_COORDINATE_M = 1.0e5
 
 # --- body model -------------------------------------------------------------------------------------
 NUM_VERTICES = 6890  # SMPL topology

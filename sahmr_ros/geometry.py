@@ -26,6 +26,7 @@ __all__ = [
     "check_intrinsics",
     "unique_rows",
     "check_pose",
+    "check_translation",
     "transform_points",
     "invert_transform",
     "square_crop_boxes",
@@ -70,6 +71,26 @@ def check_intrinsics(K: np.ndarray, name: str = "K") -> np.ndarray:
     return K
 
 
+def check_translation(t: np.ndarray, name: str = "translation") -> np.ndarray:
+    """Validate a (3,) translation in metres: finite and within ``MAX_COORDINATE_M`` of the origin.
+
+    Returns:
+        A private float64 copy of ``t``.
+
+    Raises:
+        InputError: wrong shape, NaN / inf, or farther than ``constants.MAX_COORDINATE_M``.
+    """
+    t = np.array(t, dtype=np.float64)
+    if t.shape != (3,):
+        raise InputError(f"{name}: expected 3 numbers (x, y, z), got shape {t.shape}")
+    if not np.isfinite(t).all():
+        raise InputError(f"{name}: contains NaN or inf: {t.tolist()}")
+    if np.abs(t).max() > C.MAX_COORDINATE_M:
+        raise InputError(f"{name}: {t.tolist()} is more than {C.MAX_COORDINATE_M:g} m from the origin; "
+                         "no room is that large: check the transform (or re-centre a map kept in UTM)")
+    return t
+
+
 def check_pose(T: np.ndarray, name: str = "T_map_camera", tolerance: float = 1e-3) -> np.ndarray:
     """Validate a rigid 4x4 transform (rotation orthonormal, last row 0 0 0 1).
 
@@ -82,13 +103,15 @@ def check_pose(T: np.ndarray, name: str = "T_map_camera", tolerance: float = 1e-
         A private float64 copy of ``T``.
 
     Raises:
-        InputError: wrong shape, non-finite, or not a rigid transform.
+        InputError: wrong shape, non-finite, a translation beyond ``constants.MAX_COORDINATE_M``,
+            or not a rigid transform.
     """
     T = np.array(T, dtype=np.float64)  # a private, writable copy
     if T.shape != (4, 4):
         raise InputError(f"{name}: expected a (4, 4) homogeneous transform, got shape {T.shape}")
     if not np.isfinite(T).all():
         raise InputError(f"{name}: contains NaN or inf; pass a finite transform")
+    check_translation(T[:3, 3], f"{name} translation")
     R = T[:3, :3]
     if np.abs(R @ R.T - np.eye(3)).max() > tolerance or abs(np.linalg.det(R) - 1.0) > tolerance:
         raise InputError(f"{name}: rotation block is not orthonormal with det +1")

@@ -21,13 +21,15 @@ class Scene:
     """A scene point cloud in the map frame with a spatial index.
 
     Args:
-        points_map: (N, 3) float points, map frame, metres. NaN / inf rows are dropped.
+        points_map: (N, 3) float points, map frame, metres. NaN / inf rows are dropped, and so are
+            rows farther than ``constants.MAX_COORDINATE_M`` from the origin (float32 storage).
         pitch: voxel size of the stored cloud (2 cm as in SA-HMR); ``None`` keeps the points as
             given (already voxelised clouds).
 
     Attributes:
         points_map: (M, 3) float32 cleaned (and voxelised) points.
-        num_input_points, num_dropped_nonfinite: bookkeeping for logs and diagnostics.
+        num_input_points, num_dropped_nonfinite, num_dropped_out_of_range: bookkeeping for logs
+            and diagnostics.
     """
 
     def __init__(self, points_map: np.ndarray, pitch: float | None = C.SCENE_PITCH_M):
@@ -36,10 +38,13 @@ class Scene:
             raise InputError(f"scene points: expected an (N, 3) array of map-frame points, got shape {pts.shape}")
         if not np.issubdtype(pts.dtype, np.number):
             raise InputError(f"scene points: expected a numeric array, got dtype {pts.dtype}")
-        finite = np.isfinite(pts).all(axis=1)
+        with np.errstate(invalid="ignore"):  # NaN rows compare False: dropped as non-finite below
+            finite = np.isfinite(pts).all(axis=1)
+            in_range = (np.abs(pts) <= C.MAX_COORDINATE_M).all(axis=1)
         self.num_input_points = len(pts)
         self.num_dropped_nonfinite = int((~finite).sum())
-        pts = pts[finite].astype(np.float64)
+        self.num_dropped_out_of_range = int((finite & ~in_range).sum())
+        pts = pts[finite & in_range].astype(np.float64)
         if pitch is not None and len(pts):
             pts = voxel_downsample(pts, pitch)
         self.points_map = np.ascontiguousarray(pts, dtype=np.float32)

@@ -281,6 +281,53 @@ def test_compressed_mono_and_errors(fac):
             cv.compressed_image_to_rgb(fac.make("sensor_msgs/msg/CompressedImage", format=fmt_string, data=data))
 
 
+def _png_zeros(width: int, height: int, rows: bool = True) -> bytes:
+    """A greyscale PNG of zeros, compressed row by row (never held decoded); ``rows=False``: header only."""
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(bytes(width + 1)) for _ in range(height if rows else 0)) + compressor.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding(fac):
+    """A 140 kB PNG of 12000 x 12000 zeros would decode to 432 MB of RGB (and more downstream): it is
+    refused from its header, with next to no memory traced while trying."""
+    import tracemalloc
+
+    data = _png_zeros(12000, 12000)
+    assert len(data) < 200_000
+    with Image.open(io.BytesIO(data)) as im:  # a valid PNG: Pillow reads its size
+        assert im.size == (12000, 12000)
+    msg = fac.make("sensor_msgs/msg/CompressedImage", format="png", data=data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MessageError) as err:
+            cv.compressed_image_to_rgb(msg, topic="/cam/compressed")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.field == "compressed_image.data" and err.value.topic == "/cam/compressed"
+    assert "12000x12000 = 144000000 pixels" in str(err.value) and "MAX_IMAGE_PIXELS" in str(err.value)
+    assert peak < 20_000_000, peak
+    # a header beyond twice Pillow's own limit: Pillow refuses at open, the message still names the limit
+    huge = fac.make("sensor_msgs/msg/CompressedImage", format="png", data=_png_zeros(20000, 20000, rows=False))
+    with pytest.raises(MessageError, match="compressed_image.data: .*MAX_IMAGE_PIXELS"):
+        cv.compressed_image_to_rgb(huge)
+    # a raw Image: width x height is checked before the data
+    with pytest.raises(MessageError) as err:
+        cv.image_to_rgb(types.SimpleNamespace(height=8000, width=8000, encoding="mono8", step=8000, data=bytes(16)))
+    assert err.value.field == "image.width" and "8000x8000" in str(err.value) and "MAX_IMAGE_PIXELS" in str(err.value)
+    # the limit fits 8K video (7680 x 4320) and is exactly constants.MAX_IMAGE_PIXELS
+    assert 7680 * 4320 <= C.MAX_IMAGE_PIXELS
+    cv._check_pixels(C.MAX_IMAGE_PIXELS // 5000, 5000, "image.width", None)
+    with pytest.raises(MessageError, match="image.width"):
+        cv._check_pixels(C.MAX_IMAGE_PIXELS // 5000 + 1, 5000, "image.width", None)
+
+
 @HYP
 @given(data=st.binary(max_size=80), fmt_string=st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed bgr8"]))
 def test_compressed_garbage_raises_message_error_only(data, fmt_string):
@@ -587,13 +634,19 @@ def test_detections_foxy_layouts(version):
     ((1.0, 1.0, 2.0, 2.0, 0.0, [("person", float("nan"))], ""), "detections[0].results[0].hypothesis.score"),
 ])
 def test_detections_malformed(fac, det, field):
-    with pytest.raises(MessageError) as err:
-        cv.detections_to_boxes(_detection_array(fac, [det]))
-    assert err.value.field == field
-    for bad in (types.SimpleNamespace(detections=5), types.SimpleNamespace(), types.SimpleNamespace(
-            detections=[types.SimpleNamespace(results=[], bbox=types.SimpleNamespace(size_x=1, size_y=1))])):
+    """One bad detection is skipped with its field named; the good ones around it are kept."""
+    good = (100.0, 80.0, 40.0, 120.0, 0.0, [("person", 0.9)], "a")
+    out = cv.detections_to_boxes(_detection_array(fac, [good, det, good]))
+    assert out.indices.tolist() == [0, 2] and out.ids == ["a", "a"]
+    np.testing.assert_allclose(out.boxes, [[80.0, 20.0, 120.0, 140.0]] * 2)
+    assert [i for i, _ in out.skipped] == [1]
+    assert out.skipped[0][1].startswith(field.replace("detections[0]", "detections[1]") + ":")
+    for bad in (types.SimpleNamespace(detections=5), types.SimpleNamespace()):
         with pytest.raises(MessageError):
             cv.detections_to_boxes(bad)
+    no_center = types.SimpleNamespace(results=[], bbox=types.SimpleNamespace(size_x=1, size_y=1))
+    out = cv.detections_to_boxes(types.SimpleNamespace(detections=[no_center]))
+    assert len(out) == 0 and "detections[0].bbox.center" in out.skipped[0][1]
 
 
 # ------------------------------------------------------------------------------------------------

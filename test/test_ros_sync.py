@@ -17,7 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sahmr_ros.errors import InputError, SahmrError
-from sahmr_ros.ros.sync import ApproximateSynchronizer, TransformBuffer, TransformUnavailable, stamp_to_ns
+from sahmr_ros.ros.sync import (
+    ApproximateSynchronizer,
+    TransformBuffer,
+    TransformUnavailable,
+    stamp_to_ns,
+    tf2_extrapolation_reason,
+)
 
 S = 1_000_000_000  # ns per second
 MS = 1_000_000
@@ -250,19 +256,65 @@ def test_single_sample_only_at_its_stamp():
 def test_cache_pruning():
     buf = TransformBuffer(cache_s=1.0)
     for k in range(7):  # samples at 0, 0.5, ..., 3.0 s
-        assert buf.set_transform("odom", "base", k * S // 2, pose(rot_z(10.0 * k), [k, 0, 0]))
+        buf.set_transform("odom", "base", k * S // 2, pose(rot_z(10.0 * k), [k, 0, 0]))
     # the window is [newest - 1 s, newest] = [2 s, 3 s]
     assert np.allclose(buf.lookup("odom", "base", 2 * S), pose(rot_z(40.0), [4, 0, 0]), atol=1e-12)
     with pytest.raises(TransformUnavailable) as exc:
         buf.lookup("odom", "base", 2 * S - 1)
     assert exc.value.reason == "too_old"
-    # a sample older than the window is ignored (tf2: "ignoring data from the past")
-    assert buf.set_transform("odom", "base", 1 * S, np.eye(4)) is False
-    with pytest.raises(TransformUnavailable, match="too_old"):
-        buf.lookup("odom", "base", 1 * S)
     # inside the window, an out-of-order sample is accepted and used
-    assert buf.set_transform("odom", "base", 2 * S + S // 4, pose(rot_z(0.0), [0, 0, 0]))
+    buf.set_transform("odom", "base", 2 * S + S // 4, pose(rot_z(0.0), [0, 0, 0]))
     assert np.allclose(buf.lookup("odom", "base", 2 * S + S // 4), np.eye(4))
+    assert buf.time_jumps == 0
+
+
+def test_edge_time_jump_back_restarts_its_history():
+    """A sample older than the cache window is a jump back: the edge starts over (tf2 would ignore it)."""
+    buf = TransformBuffer(cache_s=1.0)
+    buf.set_transform("map", "camera", 0, pose(rot_z(5.0), [1, 0, 0]), static=True)
+    for k in range(5):
+        buf.set_transform("odom", "base", 100 * S + k * S // 4, pose(rot_z(0.0), [k, 0, 0]))
+    buf.set_transform("odom", "base", 5 * S, pose(rot_z(90.0), [7, 0, 0]))  # bag loop: back to 5 s
+    assert buf.time_jumps == 1
+    assert np.allclose(buf.lookup("odom", "base", 5 * S), pose(rot_z(90.0), [7, 0, 0]))
+    with pytest.raises(TransformUnavailable) as exc:  # the old history is gone
+        buf.lookup("odom", "base", 100 * S)
+    assert exc.value.reason == "future"
+    assert np.allclose(buf.lookup("map", "camera", 5 * S), pose(rot_z(5.0), [1, 0, 0]))  # static untouched
+
+
+def test_one_far_future_sample_does_not_block_the_edge_forever():
+    """A clock glitch (one sample 1e6 s ahead) costs lookups until the edge's next sample, no more."""
+    buf = TransformBuffer(cache_s=10.0)
+    now = 1_700_000_000 * S
+    buf.set_transform("map", "camera", now, pose(rot_z(0.0), [0, 0, 0]))
+    buf.set_transform("map", "camera", now + 10**6 * S, pose(rot_z(0.0), [9, 9, 9]))  # glitch
+    buf.set_transform("map", "camera", now + S // 10, pose(rot_z(30.0), [1, 2, 3]))
+    buf.set_transform("map", "camera", now + S // 5, pose(rot_z(30.0), [1, 2, 3]))
+    assert np.allclose(buf.lookup("map", "camera", now + S // 10 + S // 20), pose(rot_z(30.0), [1, 2, 3]))
+    assert buf.time_jumps == 1
+
+
+def test_clear_forgets_dynamic_history_and_keeps_static():
+    buf = TransformBuffer()
+    buf.set_transform("map", "odom", 0, pose(rot_z(10.0), [1, 0, 0]), static=True)
+    buf.set_transform("odom", "base", 3 * S, pose(rot_z(20.0), [0, 1, 0]))
+    buf.clear()
+    assert buf.frames() == ["map", "odom"]
+    assert np.allclose(buf.lookup("map", "odom", 7 * S), pose(rot_z(10.0), [1, 0, 0]))
+    with pytest.raises(TransformUnavailable, match="unknown_frame"):
+        buf.lookup("map", "base", 3 * S)
+    buf.clear(static=True)
+    assert buf.frames() == []
+
+
+def test_tf2_extrapolation_direction_is_read_from_its_message():
+    future = ("Lookup would require extrapolation into the future.  Requested time 12.5 but the latest data "
+              "is at time 10.0, when looking up transform from frame [camera] to frame [map]")
+    past = ("Lookup would require extrapolation into the past.  Requested time 1.0 but the earliest data "
+            "is at time 3.0, when looking up transform from frame [camera] to frame [map]")
+    assert tf2_extrapolation_reason(future) == TransformUnavailable.FUTURE
+    assert tf2_extrapolation_reason(past) == TransformUnavailable.TOO_OLD
 
 
 def test_add_tf_message_duck_typed():
@@ -306,9 +358,9 @@ def test_add_tf_message_rosbags_objects():
 
 def test_bad_transforms_are_rejected_with_the_field_named():
     buf = TransformBuffer()
-    with pytest.raises(InputError, match=r"transforms\[1\]\.transform\.rotation"):
+    with pytest.raises(InputError, match=r"1 of 2 transforms rejected, 1 stored: transforms\[1\]\.transform\.rotation"):
         buf.add_tf_message(tf_msg(("map", "a", 0, (0, 0, 0), (0, 0, 0, 1)), ("map", "b", 0, (0, 0, 0), (0, 0, 0, 0))))
-    assert buf.frames() == []  # validated before anything is stored
+    assert buf.frames() == ["a", "map"]  # the good transform of the message is kept
     with pytest.raises(InputError, match=r"transforms\[0\]\.child_frame_id"):
         buf.add_tf_message(tf_msg(("map", "", 0, (0, 0, 0), (0, 0, 0, 1))))
     with pytest.raises(InputError, match="rotation block"):
@@ -319,10 +371,36 @@ def test_bad_transforms_are_rejected_with_the_field_named():
     buf.set_transform("odom", "base", 0, np.eye(4))
     with pytest.raises(InputError, match="cycle"):
         buf.set_transform("base", "map", 0, np.eye(4))
-    with pytest.raises(InputError, match="cycle"):
+    with pytest.raises(InputError, match=r"transforms\[1\]\.child 'x'.*cycle"):
         buf.add_tf_message(tf_msg(("x", "y", 0, (0, 0, 0), (0, 0, 0, 1)), ("y", "x", 0, (0, 0, 0), (0, 0, 0, 1))))
+    assert buf.parent_of("y") == "x" and buf.parent_of("x") is None
     with pytest.raises(InputError, match="cache_s"):
         TransformBuffer(cache_s=0)
+
+
+@pytest.mark.parametrize("bad, field", [
+    (("map", "cam", 0, (float("nan"), 0, 0), (0, 0, 0, 1)), "translation"),
+    (("map", "cam", 0, (0, 0, 0), (0, 0, 0, 0)), "rotation"),
+    (("map", "cam", 0, (0, 0, 0), (float("inf"), 0, 0, 1)), "rotation"),
+    (("map", "", 0, (0, 0, 0), (0, 0, 0, 1)), "child_frame_id"),
+    (("", "cam", 0, (0, 0, 0), (0, 0, 0, 1)), "frame_id"),
+    (("cam", "cam", 0, (0, 0, 0), (0, 0, 0, 1)), "own parent"),
+    (("map", "cam", 0, (2e154, 0, 0), (0, 0, 0, 1)), "from the origin"),
+    (("map", "cam", 0, ("x", 0, 0), (0, 0, 0, 1)), "TransformStamped"),
+])
+def test_one_bad_transform_costs_only_itself(bad, field):
+    """What a robot's /tf can carry: each bad transform is named; the good one beside it is stored."""
+    buf = TransformBuffer()
+    with pytest.raises(InputError, match=field):
+        buf.add_tf_message(tf_msg(bad, ("map", "base", 5 * S, (1, 2, 3), (0, 0, 0, 1))))
+    assert np.allclose(buf.lookup("map", "base", 5 * S), pose(np.eye(3), [1, 2, 3]))
+
+
+def test_nanosec_out_of_range_is_named():
+    msg = tf_msg(("map", "cam", 0, (0, 0, 0), (0, 0, 0, 1)))
+    msg.transforms[0].header.stamp.nanosec = 10**9
+    with pytest.raises(InputError, match=r"transforms\[0\]\.header\.stamp\.nanosec"):
+        TransformBuffer().add_tf_message(msg)
 
 
 def test_reparenting_replaces_the_edge():
@@ -472,7 +550,7 @@ def test_out_of_order_arrival_within_a_stream():
 
 
 def test_queue_bound_drops_oldest():
-    sync = ApproximateSynchronizer(3, slop_s=0.1, queue_size=3)
+    sync = ApproximateSynchronizer(3, slop_s=0.1, queue_size=3, jump_back_s=100.0)  # no time jumps here
     feed(sync, [(IMG, k * S) for k in range(1, 6)])
     assert sync.queued(IMG) == [3 * S, 4 * S, 5 * S]
     assert sync.dropped == [2, 0, 0]
@@ -500,6 +578,48 @@ def test_reset_forgets_queues_and_last_stamps():
     assert stamps_of(feed(sync, [(0, 5), (1, 5)])) == [(5, 5)]  # time went backwards: accepted again
 
 
+def test_jump_back_resets_after_a_future_stamped_frame():
+    """One complete frame stamped 1e6 s ahead (a clock glitch): the next real frame is served."""
+    sync = ApproximateSynchronizer(3, slop_s=0.01)
+    now = 1_700_000_000 * S
+    assert stamps_of(feed(sync, [(IMG, now), (INFO, now), (DET, now)])) == [(now,) * 3]
+    future = now + 10**6 * S
+    assert stamps_of(feed(sync, [(IMG, future), (INFO, future), (DET, future)])) == [(future,) * 3]
+    t = now + S // 10
+    assert stamps_of(feed(sync, [(IMG, t), (INFO, t), (DET, t)])) == [(t,) * 3]
+    assert sync.time_jumps == 1  # detected once (image); the reset also cleared the other streams
+
+
+def test_lone_future_images_block_only_until_the_next_image():
+    sync = ApproximateSynchronizer(3, slop_s=0.01, queue_size=4)
+    now = 1_700_000_000 * S
+    feed(sync, [(IMG, now + 10**6 * S + k) for k in range(4)])  # a full queue of future images
+    out = []
+    for k in range(1, 4):
+        t = now + k * 33 * MS
+        out += feed(sync, [(IMG, t), (INFO, t), (DET, t)])
+    assert stamps_of(out) == [(now + k * 33 * MS,) * 3 for k in range(1, 4)]
+    assert sync.time_jumps == 1 and sync.dropped[IMG] == 4
+
+
+def test_bag_loop_replays_every_frame_again():
+    sync = ApproximateSynchronizer(3, slop_s=0.01)
+    stamps = [k * S // 2 for k in range(10, 20)]  # a 5 s bag, replayed twice
+    out = []
+    for _ in range(2):
+        for t in stamps:
+            out += feed(sync, [(IMG, t), (INFO, t), (DET, t)])
+    assert stamps_of(out) == [(t,) * 3 for t in stamps] * 2
+    assert sync.time_jumps == 1
+
+
+def test_small_reorders_are_not_time_jumps():
+    sync = ApproximateSynchronizer(3, slop_s=0.01, jump_back_s=1.0)
+    feed(sync, [(IMG, 10 * S), (INFO, 10 * S), (DET, 10 * S)])
+    assert feed(sync, [(IMG, 10 * S - 900 * MS)]) == []  # stale: dropped, no reset
+    assert sync.time_jumps == 0 and sync.last_emitted_ns == [10 * S] * 3
+
+
 def test_synchronizer_rejects_bad_arguments():
     with pytest.raises(InputError, match="slop_s"):
         ApproximateSynchronizer(3, slop_s=-0.1)
@@ -507,6 +627,8 @@ def test_synchronizer_rejects_bad_arguments():
         ApproximateSynchronizer(3, queue_size=0)
     with pytest.raises(InputError, match="n_streams"):
         ApproximateSynchronizer(0)
+    with pytest.raises(InputError, match="jump_back_s"):
+        ApproximateSynchronizer(3, jump_back_s=0)
     sync = ApproximateSynchronizer(3)
     with pytest.raises(InputError, match="stream_index"):
         sync.add(3, 0, None)

@@ -1,9 +1,10 @@
 """``sahmr bag INPUT -o OUTPUT``: the node's code path on a recorded rosbag2, without ROS.
 
-The input (MCAP or sqlite3, read with rosbags) is replayed in recording order through the same
-:class:`~sahmr_ros.ros.core.PerceptionCore` the node uses: the latched scene, the synchroniser of
-image / camera_info / detections, the class and score filters, the conversions and the pipeline.
-``T_map_camera`` comes from the bag's ``/tf`` and ``/tf_static`` through a
+The input (MCAP or sqlite3, read with rosbags) is replayed in recording order through the node's
+own callbacks (:class:`~sahmr_ros.ros.callbacks.NodeCallbacks` around the same
+:class:`~sahmr_ros.ros.core.PerceptionCore`): the latched scene, the synchroniser of image /
+camera_info / detections, the class and score filters, the conversions and the pipeline.
+``T_map_camera`` comes from the bag's ``/tf`` and ``/tf_static`` through the callbacks'
 :class:`~sahmr_ros.ros.sync.TransformBuffer`; as the node waits up to ``tf_timeout_s`` for TF, a
 frame waits until the bag holds a transform at its stamp or the bag's clock has passed the stamp
 by ``tf_timeout_s``. Unlike the node, no frame is dropped for being stale: offline there is time
@@ -23,10 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sahmr_ros.constants import NS_PER_S
-from sahmr_ros.errors import InputError, SahmrError
-from sahmr_ros.ros.core import FrameInput, NodeParams, PerceptionCore
+from sahmr_ros.errors import InputError
+from sahmr_ros.ros.callbacks import NodeCallbacks
+from sahmr_ros.ros.core import FrameInput, FrameOutput, NodeParams, PerceptionCore
 from sahmr_ros.ros.messages import RosbagsFactory
-from sahmr_ros.ros.sync import TransformBuffer
 
 __all__ = ["BagSummary", "run_bag", "OUTPUT_TYPES", "latched_qos_profile"]
 
@@ -239,7 +240,6 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
         raise InputError(f"{output_path}: output already exists; choose another -o or delete it")
     ts = make_typestore(distro)
     core = PerceptionCore(pipeline, params, RosbagsFactory(ts))
-    tf = TransformBuffer(cache_s=max(10.0, 4 * params.tf_timeout_s))
     summary = BagSummary(str(input_path), str(output_path))
     started = time.perf_counter()
     streams = {topic: stream for stream, topic in params.stream_topics().items()}  # topic -> stream
@@ -273,18 +273,27 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                                                                 typestore=stores[topic.topic], **extra)
 
             def write(attr: str, msg: Any, t_ns: int) -> None:
-                writer.write(outputs[attr], t_ns, ts.serialize_cdr(msg, OUTPUT_TYPES[attr]))
-
-            def lookup(target: str, source_frame: str, stamp_ns: int):
-                return tf.lookup(target, source_frame, stamp_ns)
+                if msg is not None:  # None: a diagnostics message that could not be built (logged)
+                    writer.write(outputs[attr], t_ns, ts.serialize_cdr(msg, OUTPUT_TYPES[attr]))
 
             def note_error(line: str) -> None:
                 if len(summary.first_errors) < max_logged_errors:
                     summary.first_errors.append(line)
                     log(f"warning: {line}")
 
+            def emit(level: str, line: str) -> None:
+                log(line) if level == "info" else note_error(line)
+
+            def publish(out: FrameOutput) -> None:
+                write("meshes_topic", out.markers, out.stamp_ns)
+                write("contacts_topic", out.contacts, out.stamp_ns)
+                write("humans_topic", out.humans, out.stamp_ns)
+
             pending: collections.deque[FrameInput] = collections.deque()
             timeout_ns = int(params.tf_timeout_s * NS_PER_S)
+            # the node's callbacks; frames wait in `pending` for their TF in bag time (see flush)
+            callbacks = NodeCallbacks(core, publish, emit, submit=pending.append, log_period_s=0.0)
+            tf = callbacks.tf
 
             def flush(now_ns: int | None) -> None:
                 """Process the waiting frames whose TF is there or whose wait is over (all if now is None)."""
@@ -295,15 +304,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                     if not ready:
                         return
                     pending.popleft()
-                    out = core.handle(frame, lookup)
-                    if out.error:
-                        note_error(out.error)
-                        continue
-                    for line in out.warnings:
-                        note_error(line)
-                    write("meshes_topic", out.markers, frame.stamp_ns)
-                    write("contacts_topic", out.contacts, frame.stamp_ns)
-                    write("humans_topic", out.humans, frame.stamp_ns)
+                    callbacks.work(frame)
 
             next_diag = None
             last_t = 0
@@ -325,21 +326,15 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                         note_error(f"{topic.topic}: message at {t_ns} ns is not a valid {topic.msgtype} ({exc}); "
                                    "skipped")
                         continue
-                    try:
-                        if topic.topic in (TF_TOPIC, TF_STATIC_TOPIC):
-                            tf.add_tf_message(msg, static=topic.topic == TF_STATIC_TOPIC)
-                        elif topic.topic == params.scene_topic:
-                            log(core.on_scene(msg))
-                        else:
-                            pending.extend(core.add(streams[topic.topic], msg))
-                    except SahmrError as exc:
-                        kind = {TF_TOPIC: "tf", TF_STATIC_TOPIC: "tf", params.scene_topic: "scene"}.get(
-                            topic.topic, streams.get(topic.topic, topic.topic))
-                        core.record_error(kind, str(exc))
-                        note_error(str(exc))
+                    if topic.topic in (TF_TOPIC, TF_STATIC_TOPIC):
+                        callbacks.on_tf(msg, static=topic.topic == TF_STATIC_TOPIC)
+                    elif topic.topic == params.scene_topic:
+                        callbacks.on_scene(msg)
+                    else:
+                        callbacks.on_input(streams[topic.topic], msg)
                     flush(t_ns)
                     if next_diag is None or t_ns >= next_diag:
-                        write("diagnostics_topic", core.diagnostics_message(t_ns), t_ns)
+                        write("diagnostics_topic", callbacks.diagnostics_message(t_ns), t_ns)
                         next_diag = t_ns + int(max(params.diagnostics_period_s, 1e-3) * NS_PER_S)
                     bar.set_postfix(frames=core.counts["frames_processed"], persons=core.counts["persons"],
                                     refresh=False)
@@ -348,7 +343,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
             finally:
                 bar.close()
             flush(None)
-            write("diagnostics_topic", core.diagnostics_message(last_t), last_t)
+            write("diagnostics_topic", callbacks.diagnostics_message(last_t), last_t)
     finally:
         source.close()
 

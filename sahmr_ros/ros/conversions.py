@@ -23,6 +23,7 @@ tests: :func:`rgb_to_image`, :func:`intrinsics_to_camera_info`, :func:`boxes_to_
 from __future__ import annotations
 
 import array
+import dataclasses
 import io
 import math
 import operator
@@ -190,7 +191,8 @@ def image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
 
     Raises:
         MessageError: another encoding (16-bit, float, Bayer, ...), ``len(data) != step * height``,
-            ``step < width * channels``, zero size, or missing fields.
+            ``step < width * channels``, zero size, more than ``constants.MAX_IMAGE_PIXELS``, or missing
+            fields.
     """
     where = "image"
     encoding = _str(_get(msg, "encoding", where, topic, "sensor_msgs/msg/Image"), "image.encoding", topic)
@@ -205,6 +207,7 @@ def image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
     if height == 0 or width == 0:
         raise MessageError("image.width" if width == 0 else "image.height",
                            f"empty image ({width}x{height}); publish a non-empty image", topic)
+    _check_pixels(width, height, "image.width", topic)
     if step < width * channels:
         raise MessageError("image.step", f"{step} is less than width * channels = {width} * {channels} "
                            f"for {key}", topic)
@@ -217,6 +220,14 @@ def image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, list(rgb)])
 
 
+def _check_pixels(width: int, height: int, field: str, topic: str | None) -> None:
+    """Refuse an image larger than ``constants.MAX_IMAGE_PIXELS`` (before anything is allocated)."""
+    if width * height > C.MAX_IMAGE_PIXELS:
+        raise MessageError(field, f"{width}x{height} = {width * height} pixels exceeds the limit of "
+                           f"{C.MAX_IMAGE_PIXELS} (constants.MAX_IMAGE_PIXELS, 8K video fits); publish a smaller "
+                           "image", topic)
+
+
 def compressed_image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
     """``sensor_msgs/msg/CompressedImage`` (JPEG or PNG) -> (H, W, 3) uint8 RGB.
 
@@ -225,7 +236,8 @@ def compressed_image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
     colours whatever the encoding names, so it is decoded as is (Pillow).
 
     Raises:
-        MessageError: compressedDepth or another codec, 16-bit / float images, undecodable data.
+        MessageError: compressedDepth or another codec, 16-bit / float images, undecodable data, an
+            image whose header claims more than ``constants.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -248,10 +260,14 @@ def compressed_image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
             if image.mode.startswith(("I", "F")):
                 raise MessageError("compressed_image.data", f"holds a {image.mode} image (16-bit or float); "
                                    "only 8-bit colour or mono images are supported", topic)
+            _check_pixels(*image.size, "compressed_image.data", topic)  # the header's size, not yet decoded
             image.load()
             return np.array(image.convert("RGB"), dtype=np.uint8)
     except MessageError:
         raise
+    except Image.DecompressionBombError as e:  # a header claiming more than twice Pillow's own limit
+        raise MessageError("compressed_image.data", f"{e} (the limit here is {C.MAX_IMAGE_PIXELS} pixels, "
+                           "constants.MAX_IMAGE_PIXELS); publish a smaller image", topic) from None
     except Exception as e:  # noqa: BLE001 -- Pillow's decoders raise OSError, EOFError, struct.error, ...
         kind = "not an image" if isinstance(e, UnidentifiedImageError) else type(e).__name__
         raise MessageError("compressed_image.data", f"cannot decode ({fmt or 'no format'}): {kind}: {e}",
@@ -499,6 +515,8 @@ class Detections:
         ids: detection / tracking ids (``""`` when absent).
         class_ids: class of the chosen hypothesis (``""`` for a detection without hypotheses).
         indices: (N,) int64 index of each kept detection in ``msg.detections``.
+        skipped: ``(index in msg.detections, reason)`` of each malformed detection that was left
+            out (NaN coordinates, negative size, missing fields); the others are kept.
     """
 
     boxes: np.ndarray
@@ -506,6 +524,7 @@ class Detections:
     ids: list[str]
     class_ids: list[str]
     indices: np.ndarray
+    skipped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -545,6 +564,10 @@ def detections_to_boxes(msg: Any, class_ids: Sequence[str] = (), min_score: floa
     ``results`` empty) counts as class ``""`` with score 1.0 and passes any class filter.
     Detections scoring below ``min_score`` are dropped.
 
+    One malformed detection (a NaN coordinate or score, a negative size, a missing field) costs only
+    itself: it is listed in :attr:`Detections.skipped` with the field and the problem, and the
+    others are kept.
+
     Args:
         msg: the array.
         class_ids: classes to keep (compared as strings: ``("person",)`` or ``("0",)``); empty: all.
@@ -552,57 +575,72 @@ def detections_to_boxes(msg: Any, class_ids: Sequence[str] = (), min_score: floa
         topic: named in errors.
 
     Raises:
-        MessageError: missing fields, non-finite box values or scores, negative sizes.
+        MessageError: the message has no readable ``detections`` sequence.
     """
     if isinstance(class_ids, (str, bytes)):  # one class given bare: ("person") is not a tuple
         class_ids = (class_ids,)
     wanted = {c.decode() if isinstance(c, bytes) else str(c) for c in class_ids}
     detections = _sequence(_get(msg, "detections", "detections", topic, "vision_msgs/msg/Detection2DArray"),
                            "detections.detections", topic)
-    boxes, scores, ids, classes, indices = [], [], [], [], []
+    kept, skipped = [], []
     for i, det in enumerate(detections):
-        where = f"detections[{i}]"
-        hyps = _hypotheses(det, where, topic)
-        if hyps:
-            candidates = [h for h in hyps if not wanted or h[0] in wanted]
-            if not candidates:
-                continue
-            cid, score = max(candidates, key=lambda h: h[1])  # first of equal maxima
-        else:
-            cid, score = "", 1.0
-        if score < min_score:
+        try:
+            read = _detection(det, i, wanted, min_score, topic)
+        except MessageError as exc:
+            skipped.append((i, f"{exc.field}: {exc.detail}"))
             continue
-        bbox = _get(det, "bbox", where, topic, "vision_msgs/msg/Detection2D")
-        center = _get(bbox, "center", f"{where}.bbox", topic, "vision_msgs/msg/BoundingBox2D")
-        if hasattr(center, "position"):  # vision_msgs 4.x: vision_msgs/Pose2D
-            pos, pos_name = center.position, f"{where}.bbox.center.position"
-        else:  # 3.x / 2.x: geometry_msgs/Pose2D
-            pos, pos_name = center, f"{where}.bbox.center"
-        cx = _float(_get(pos, "x", pos_name, topic, "Pose2D"), f"{pos_name}.x", topic)
-        cy = _float(_get(pos, "y", pos_name, topic, "Pose2D"), f"{pos_name}.y", topic)
-        theta = _float(getattr(center, "theta", 0.0), f"{where}.bbox.center.theta", topic)
-        sx = _float(_get(bbox, "size_x", f"{where}.bbox", topic, "BoundingBox2D"), f"{where}.bbox.size_x", topic)
-        sy = _float(_get(bbox, "size_y", f"{where}.bbox", topic, "BoundingBox2D"), f"{where}.bbox.size_y", topic)
-        if sx < 0 or sy < 0:
-            raise MessageError(f"{where}.bbox.size_x" if sx < 0 else f"{where}.bbox.size_y",
-                               f"box sizes must be >= 0, got {sx} x {sy}", topic)
-        c, s = abs(math.cos(theta)), abs(math.sin(theta))
-        half_w, half_h = 0.5 * (c * sx + s * sy), 0.5 * (s * sx + c * sy)
-        boxes.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
-        scores.append(score)
-        det_id = getattr(det, "id", None)
-        if det_id is None:
-            det_id = getattr(det, "tracking_id", "")
-        ids.append(det_id if isinstance(det_id, str) else str(det_id))
-        classes.append(cid)
-        indices.append(i)
+        if read is not None:
+            kept.append((*read, i))
+    boxes, scores, ids, classes, indices = zip(*kept) if kept else ((),) * 5
     return Detections(
         boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
         scores=np.asarray(scores, dtype=np.float64),
-        ids=ids,
-        class_ids=classes,
+        ids=list(ids),
+        class_ids=list(classes),
         indices=np.asarray(indices, dtype=np.int64),
+        skipped=skipped,
     )
+
+
+def _detection(det: Any, i: int, wanted: set[str], min_score: float,
+               topic: str | None) -> tuple[tuple[float, float, float, float], float, str, str] | None:
+    """``(box xyxy, score, id, class)`` of ``detections[i]``, or None when filtered out by class or score.
+
+    Raises:
+        MessageError: a missing or malformed field of this detection.
+    """
+    where = f"detections[{i}]"
+    hyps = _hypotheses(det, where, topic)
+    if hyps:
+        candidates = [h for h in hyps if not wanted or h[0] in wanted]
+        if not candidates:
+            return None
+        cid, score = max(candidates, key=lambda h: h[1])  # first of equal maxima
+    else:
+        cid, score = "", 1.0
+    if score < min_score:
+        return None
+    bbox = _get(det, "bbox", where, topic, "vision_msgs/msg/Detection2D")
+    center = _get(bbox, "center", f"{where}.bbox", topic, "vision_msgs/msg/BoundingBox2D")
+    if hasattr(center, "position"):  # vision_msgs 4.x: vision_msgs/Pose2D
+        pos, pos_name = center.position, f"{where}.bbox.center.position"
+    else:  # 3.x / 2.x: geometry_msgs/Pose2D
+        pos, pos_name = center, f"{where}.bbox.center"
+    cx = _float(_get(pos, "x", pos_name, topic, "Pose2D"), f"{pos_name}.x", topic)
+    cy = _float(_get(pos, "y", pos_name, topic, "Pose2D"), f"{pos_name}.y", topic)
+    theta = _float(getattr(center, "theta", 0.0), f"{where}.bbox.center.theta", topic)
+    sx = _float(_get(bbox, "size_x", f"{where}.bbox", topic, "BoundingBox2D"), f"{where}.bbox.size_x", topic)
+    sy = _float(_get(bbox, "size_y", f"{where}.bbox", topic, "BoundingBox2D"), f"{where}.bbox.size_y", topic)
+    if sx < 0 or sy < 0:
+        raise MessageError(f"{where}.bbox.size_x" if sx < 0 else f"{where}.bbox.size_y",
+                           f"box sizes must be >= 0, got {sx} x {sy}", topic)
+    c, s = abs(math.cos(theta)), abs(math.sin(theta))
+    half_w, half_h = 0.5 * (c * sx + s * sy), 0.5 * (s * sx + c * sy)
+    det_id = getattr(det, "id", None)
+    if det_id is None:
+        det_id = getattr(det, "tracking_id", "")
+    det_id = det_id if isinstance(det_id, str) else str(det_id)
+    return (cx - half_w, cy - half_h, cx + half_w, cy + half_h), score, det_id, cid
 
 
 def transform_to_matrix(transform: Any, topic: str | None = None) -> np.ndarray:

@@ -5,18 +5,17 @@ meshes (MarkerArray), contacts (PointCloud2), humans (HumanMeshArray) and diagno
 map frame with the image's stamp. Parameters: :data:`sahmr_ros.ros.core.PARAMETERS` (defaults in
 ``config/params.yaml``).
 
-Callbacks only convert stamps and queue: the pipeline runs in a :class:`LatestFrameWorker` thread
-that always takes the newest synchronised frame (older waiting frames are dropped and counted).
-TF: ``tf2_ros.Buffer`` when tf2_ros is installed; otherwise (e.g. rclpy from pip wheels) a
-:class:`~sahmr_ros.ros.sync.TransformBuffer` fed from ``/tf`` and ``/tf_static``.
+Every callback is a method of :class:`~sahmr_ros.ros.callbacks.NodeCallbacks` (ROS-free, shared with
+``sahmr bag`` and tested without rclpy); none lets an exception escape. The pipeline runs in its
+latest-frame worker thread, which always takes the newest synchronised frame (older waiting frames
+are dropped and counted). TF: ``tf2_ros.Buffer`` when tf2_ros is installed; otherwise (e.g. rclpy
+from pip wheels) the callbacks' :class:`~sahmr_ros.ros.sync.TransformBuffer` fed from ``/tf`` and
+``/tf_static``.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
-import traceback
 from dataclasses import fields
 
 import numpy as np
@@ -33,24 +32,17 @@ from rclpy.qos import (
 from rclpy.time import Time
 
 from sahmr_ros.errors import SahmrError
+from sahmr_ros.ros.callbacks import NodeCallbacks
 from sahmr_ros.ros.conversions import transform_to_matrix
-from sahmr_ros.ros.core import (
-    PARAMETERS,
-    FrameInput,
-    LatestFrameWorker,
-    NodeParams,
-    PerceptionCore,
-    build_pipeline,
-)
+from sahmr_ros.ros.core import PARAMETERS, FrameOutput, NodeParams, PerceptionCore, build_pipeline
 from sahmr_ros.ros.messages import RclpyFactory
-from sahmr_ros.ros.sync import TransformBuffer, TransformUnavailable
+from sahmr_ros.ros.sync import TransformUnavailable, tf2_extrapolation_reason
 
 __all__ = ["SahmrNode", "main", "spin_node", "LATCHED_QOS"]
 
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-LOG_PERIOD_S = 5.0  # at most one line per kind of problem in this period
 
 
 def _declare(node: Node) -> NodeParams:
@@ -85,41 +77,13 @@ class _Tf2Lookup:
         tf2 = self._tf2
         try:
             ts = self.buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns), timeout=self.timeout)
-        except tf2.ExtrapolationException as exc:
-            raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.TOO_OLD, str(exc)) from None
+        except tf2.ExtrapolationException as exc:  # one type for both directions: its text says which
+            raise TransformUnavailable(target, source, stamp_ns, tf2_extrapolation_reason(str(exc)), str(exc)) from None
         except tf2.ConnectivityException as exc:
             raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.NOT_CONNECTED, str(exc)) from None
         except tf2.TransformException as exc:  # LookupException and the rest
             raise TransformUnavailable(target, source, stamp_ns, TransformUnavailable.UNKNOWN_FRAME, str(exc)) from None
         return transform_to_matrix(ts.transform)
-
-
-class _BufferLookup:
-    """T_target_source from a :class:`TransformBuffer` fed by /tf and /tf_static (no tf2_ros)."""
-
-    def __init__(self, node: Node, timeout_s: float, factory: RclpyFactory):
-        self.buffer = TransformBuffer(cache_s=max(10.0, 4 * timeout_s))
-        self.timeout_s = timeout_s
-        self._lock = threading.Lock()
-        tf_message = factory.message_class("tf2_msgs/msg/TFMessage")
-        dynamic_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(tf_message, "/tf", lambda m: self._add(m, False), dynamic_qos)
-        node.create_subscription(tf_message, "/tf_static", lambda m: self._add(m, True), LATCHED_QOS)
-
-    def _add(self, msg, static: bool) -> None:
-        with self._lock:
-            self.buffer.add_tf_message(msg, static=static)
-
-    def __call__(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            with self._lock:
-                try:
-                    return self.buffer.lookup(target, source, stamp_ns)
-                except TransformUnavailable:
-                    if time.monotonic() >= deadline:
-                        raise
-            time.sleep(0.005)
 
 
 class SahmrNode(Node):
@@ -136,89 +100,57 @@ class SahmrNode(Node):
             log.warning("demo:=true: the embedded default weights are UNTRAINED; the meshes are not meaningful")
         log.info(f"weights: {self.pipeline.weights_description}; device {self.pipeline.device}")
         self.core = PerceptionCore(self.pipeline, p, self.factory)
-        self._last_log: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        try:
+            tf2_lookup = _Tf2Lookup(self, p.tf_timeout_s)
+            tf_source = "tf2_ros"
+        except ImportError:
+            tf2_lookup = None
+            tf_source = "/tf and /tf_static (tf2_ros not installed)"
+        self.callbacks = NodeCallbacks(
+            self.core, self._publish, self._emit, lookup=tf2_lookup, tf_wait_s=p.tf_timeout_s,
+            on_time_jump=tf2_lookup.buffer.clear if tf2_lookup else None)
+        cb = self.callbacks
 
         image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else RELIABLE_QOS
         msg = self.factory.message_class
         image_type = msg("sensor_msgs/msg/CompressedImage" if p.compressed else "sensor_msgs/msg/Image")
-        self.create_subscription(image_type, p.image_topic, lambda m: self._on_input("image", m), image_qos)
+        self.create_subscription(image_type, p.image_topic, lambda m: cb.on_input("image", m), image_qos)
         self.create_subscription(msg("sensor_msgs/msg/CameraInfo"), p.camera_info_topic,
-                                 lambda m: self._on_input("camera_info", m), image_qos)
+                                 lambda m: cb.on_input("camera_info", m), image_qos)
         self.create_subscription(msg("vision_msgs/msg/Detection2DArray"), p.detections_topic,
-                                 lambda m: self._on_input("detections", m), image_qos)
-        self.create_subscription(msg("sensor_msgs/msg/PointCloud2"), p.scene_topic, self._on_scene, LATCHED_QOS)
+                                 lambda m: cb.on_input("detections", m), image_qos)
+        self.create_subscription(msg("sensor_msgs/msg/PointCloud2"), p.scene_topic, cb.on_scene, LATCHED_QOS)
+        if tf2_lookup is None:
+            tf_message = msg("tf2_msgs/msg/TFMessage")
+            dynamic_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(tf_message, "/tf", lambda m: cb.on_tf(m, False), dynamic_qos)
+            self.create_subscription(tf_message, "/tf_static", lambda m: cb.on_tf(m, True), LATCHED_QOS)
 
         self.pub_meshes = self.create_publisher(msg("visualization_msgs/msg/MarkerArray"), p.meshes_topic, 5)
         self.pub_contacts = self.create_publisher(msg("sensor_msgs/msg/PointCloud2"), p.contacts_topic, 5)
         self.pub_humans = self.create_publisher(msg("sahmr_ros/msg/HumanMeshArray"), p.humans_topic, 5)
         self.pub_diag = self.create_publisher(msg("diagnostic_msgs/msg/DiagnosticArray"), p.diagnostics_topic, 5)
-
-        try:
-            self.lookup = _Tf2Lookup(self, p.tf_timeout_s)
-            tf_source = "tf2_ros"
-        except ImportError:
-            self.lookup = _BufferLookup(self, p.tf_timeout_s, self.factory)
-            tf_source = "/tf and /tf_static (tf2_ros not installed)"
-        self.worker = LatestFrameWorker(self._work, self._on_worker_error)
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         log.info(f"listening: image {p.image_topic}{' (compressed)' if p.compressed else ''}, camera_info "
                  f"{p.camera_info_topic}, detections {p.detections_topic}, scene {p.scene_topic}; TF from "
                  f"{tf_source}; publishing in frame {p.map_frame!r}")
 
-    # -- logging ------------------------------------------------------------------------------------
-    def _log_throttled(self, key: str, line: str, level: str = "warning") -> None:
-        """One line per ``key`` every LOG_PERIOD_S, with the count of lines held back meanwhile."""
-        now = time.monotonic()
-        if now - self._last_log.get(key, -1e9) < LOG_PERIOD_S:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        held = self._suppressed.pop(key, 0)
-        self._last_log[key] = now
-        getattr(self.get_logger(), level)(line + (f" ({held} similar suppressed)" if held else ""))
+    def _emit(self, level: str, line: str) -> None:
+        getattr(self.get_logger(), level)(line)
 
-    # -- callbacks ----------------------------------------------------------------------------------
-    def _on_scene(self, msg) -> None:
-        try:
-            self.get_logger().info(self.core.on_scene(msg))
-        except SahmrError as exc:
-            self.core.record_error("scene", str(exc))
-            self._log_throttled("scene", str(exc))
-
-    def _on_input(self, stream: str, msg) -> None:
-        try:
-            frames = self.core.add(stream, msg)
-        except SahmrError as exc:
-            self.core.record_error(stream, str(exc))
-            self._log_throttled(stream, str(exc))
-            return
-        for frame in frames:
-            self.worker.submit(frame)
-
-    # -- worker -------------------------------------------------------------------------------------
-    def _work(self, frame: FrameInput) -> None:
-        out = self.core.handle(frame, self.lookup)
-        if out.error:
-            self._log_throttled(out.error.split(":")[0], out.error)
-            return
-        for line in out.warnings:
-            self._log_throttled(line.split(":")[0], line)
+    def _publish(self, out: FrameOutput) -> None:
         self.pub_meshes.publish(out.markers)
         self.pub_contacts.publish(out.contacts)
         self.pub_humans.publish(out.humans)
 
-    def _on_worker_error(self, exc: BaseException) -> None:
-        line = f"unexpected error while processing a frame (the node goes on): {type(exc).__name__}: {exc}"
-        self.core.record_error("internal", line)
-        self._log_throttled("internal", line + "\n" + "".join(traceback.format_exception(exc)), "error")
-
     def _publish_diagnostics(self) -> None:
-        stamp = self.get_clock().now().nanoseconds
-        self.pub_diag.publish(self.core.diagnostics_message(stamp, dropped_stale=self.worker.dropped))
+        msg = self.callbacks.diagnostics_message(self.get_clock().now().nanoseconds)
+        if msg is not None:
+            self.pub_diag.publish(msg)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        self.callbacks.close()
         super().destroy_node()
 
 

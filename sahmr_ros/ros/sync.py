@@ -21,21 +21,33 @@ import bisect
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from sahmr_ros.constants import NS_PER_S
+from sahmr_ros.constants import NS_PER_S, TIME_JUMP_BACK_S
 from sahmr_ros.errors import InputError, SahmrError
-from sahmr_ros.geometry import check_pose
+from sahmr_ros.geometry import check_pose, check_translation
 
 __all__ = [
     "ApproximateSynchronizer",
     "TransformBuffer",
     "TransformUnavailable",
     "stamp_to_ns",
+    "tf2_extrapolation_reason",
 ]
+
+
+def _seconds(value: Any, name: str, positive: bool) -> float:
+    """``value`` as finite seconds (> 0 when ``positive``, else >= 0)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        raise InputError(f"{name}: expected a finite number of seconds {'>' if positive else '>='} 0, got {value!r}")
+    return seconds
 
 
 def _as_ns(value: Any, name: str) -> int:
@@ -100,6 +112,12 @@ class ApproximateSynchronizer:
        the last emitted stamp of their stream are dropped (and counted) on arrival, so each
        stream's emitted stamps strictly increase and emitted sets come out in stamp order.
 
+    **Time jumps back.** A message stamped more than ``jump_back_s`` before the newest message seen
+    on its stream means that stream's time jumped back (a bag replayed with ``--loop``, a sim-time
+    reset, or real stamps again after a clock glitch stamped messages far in the future). The
+    synchroniser then starts over (:meth:`reset`) before queueing the message, and counts it in
+    :attr:`time_jumps`. So a far-future stamp blocks at most until its stream's next message.
+
     Other details: queues are kept sorted by stamp, so out-of-order arrival within a stream is
     fine; a queue longer than ``queue_size`` drops its oldest message (counted); a message whose
     stamp equals a queued one of the same stream replaces it (the replaced one is counted).
@@ -110,17 +128,16 @@ class ApproximateSynchronizer:
         n_streams: number of input streams (>= 1).
         slop_s: largest allowed stamp difference within a set, seconds (>= 0).
         queue_size: per-stream queue bound (>= 1).
+        jump_back_s: how far behind its stream's newest message a stamp must be to count as a
+            jump back in time, seconds (> 0).
     """
 
-    def __init__(self, n_streams: int = 3, slop_s: float = 0.1, queue_size: int = 10):
+    def __init__(self, n_streams: int = 3, slop_s: float = 0.1, queue_size: int = 10,
+                 jump_back_s: float = TIME_JUMP_BACK_S):
         if isinstance(n_streams, bool) or not isinstance(n_streams, int) or n_streams < 1:
             raise InputError(f"n_streams: expected an int >= 1, got {n_streams!r}")
-        try:
-            slop = float(slop_s)
-        except (TypeError, ValueError):
-            raise InputError(f"slop_s: expected a number of seconds, got {slop_s!r}") from None
-        if not math.isfinite(slop) or slop < 0:
-            raise InputError(f"slop_s: expected a finite number of seconds >= 0, got {slop_s!r}")
+        slop = _seconds(slop_s, "slop_s", positive=False)
+        self.jump_back_ns = int(round(_seconds(jump_back_s, "jump_back_s", positive=True) * NS_PER_S))
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InputError(f"queue_size: expected an int >= 1, got {queue_size!r}")
         self.n_streams = n_streams
@@ -133,6 +150,9 @@ class ApproximateSynchronizer:
         """Number of sets emitted so far."""
         self.last_emitted_ns: list[int | None] = [None] * n_streams
         """Per stream: stamp of the message in the last emitted set (None before the first)."""
+        self.time_jumps = 0
+        """Number of jumps back in time detected (each reset the synchroniser)."""
+        self._newest_ns: list[int | None] = [None] * n_streams  # newest stamp seen per stream
         self._stamps: list[list[int]] = [[] for _ in range(n_streams)]
         self._msgs: list[list[Any]] = [[] for _ in range(n_streams)]
 
@@ -155,6 +175,12 @@ class ApproximateSynchronizer:
             )
         i = int(stream_index)
         stamp = _as_ns(stamp_ns, "stamp_ns")
+        newest = self._newest_ns[i]
+        if newest is not None and stamp < newest - self.jump_back_ns:
+            self.reset()
+            self.time_jumps += 1
+            newest = None
+        self._newest_ns[i] = stamp if newest is None else max(stamp, newest)
         last = self.last_emitted_ns[i]
         if last is not None and stamp <= last:
             self.dropped[i] += 1
@@ -184,12 +210,15 @@ class ApproximateSynchronizer:
     def reset(self) -> None:
         """Forget every queued message and the last emitted stamps (e.g. after a time jump).
 
-        The :attr:`dropped` and :attr:`emitted` counters are kept.
+        The queued messages are counted in :attr:`dropped`; the :attr:`emitted` and
+        :attr:`time_jumps` counters are kept.
         """
         for i in range(self.n_streams):
+            self.dropped[i] += len(self._stamps[i])
             self._stamps[i].clear()
             self._msgs[i].clear()
             self.last_emitted_ns[i] = None
+            self._newest_ns[i] = None
 
     # -- internals -------------------------------------------------------------------------------
     def _select(self) -> list[int] | None:
@@ -309,6 +338,13 @@ class TransformBuffer:
     sample of that edge) and are interpolated between the two samples bracketing the requested
     time (translation linearly, rotation by slerp).
 
+    **Time jumps back.** A dynamic sample older than its edge's cache window (``cache_s`` behind
+    the edge's newest sample) means the edge's time jumped back: a bag replayed with ``--loop``, a
+    sim-time reset, or real stamps again after a sample stamped far in the future. tf2 would ignore
+    it as "data from the past" and, after a glitch, fail every lookup as too old forever; here the
+    edge's history starts over from that sample (counted in :attr:`time_jumps`). :meth:`clear`
+    forgets the dynamic history of every edge, as tf2 does when the clock jumps back.
+
     Giving a child a different parent re-parents it (the old edge and its history are discarded);
     likewise switching an edge between static and dynamic replaces its history.
 
@@ -317,19 +353,15 @@ class TransformBuffer:
     """
 
     def __init__(self, cache_s: float = 10.0):
-        try:
-            cache = float(cache_s)
-        except (TypeError, ValueError):
-            raise InputError(f"cache_s: expected a number of seconds, got {cache_s!r}") from None
-        if not math.isfinite(cache) or cache <= 0:
-            raise InputError(f"cache_s: expected a finite number of seconds > 0, got {cache_s!r}")
-        self.cache_s = cache
-        self.cache_ns = int(round(cache * NS_PER_S))
+        self.cache_s = _seconds(cache_s, "cache_s", positive=True)
+        self.cache_ns = int(round(self.cache_s * NS_PER_S))
+        self.time_jumps = 0
+        """Number of dynamic samples that restarted their edge's history (time jumped back)."""
         self._edges: dict[str, _Edge] = {}  # child -> edge to its parent
         self._children: dict[str, int] = {}  # parent -> number of children
 
     # -- input -----------------------------------------------------------------------------------
-    def set_transform(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool = False) -> bool:
+    def set_transform(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool = False) -> None:
         """Store ``T_parent_child`` (4, 4) at ``stamp_ns``.
 
         Args:
@@ -339,12 +371,9 @@ class TransformBuffer:
             T: (4, 4) rigid transform mapping child-frame points into the parent frame.
             static: True for ``/tf_static`` (valid at every time, replaces the previous value).
 
-        Returns:
-            True if stored; False if the dynamic sample is older than the edge's cache window
-            (``newest - cache_s``) and was ignored, as tf2 does.
-
         Raises:
-            InputError: bad frame ids, parent == child, a cycle, a bad stamp or a non-rigid T.
+            InputError: bad frame ids, parent == child, a cycle, a bad stamp, a non-rigid T or a
+                translation beyond ``constants.MAX_COORDINATE_M``.
         """
         parent = _frame_id(parent, "parent")
         child = _frame_id(child, "child")
@@ -353,20 +382,22 @@ class TransformBuffer:
         self._check_link(parent, child)
         translation = T[:3, 3].copy()
         quat = Rotation.from_matrix(T[:3, :3]).as_quat()
-        return self._store(parent, child, stamp, translation, quat, bool(static))
+        self._store(parent, child, stamp, translation, quat, bool(static))
 
     def add_tf_message(self, msg: Any, static: bool = False) -> int:
         """Store every transform of a ``tf2_msgs/TFMessage`` (duck-typed; rclpy or rosbags object).
 
         Reads ``msg.transforms[i].header.frame_id``, ``.header.stamp.sec/.nanosec``,
         ``.child_frame_id``, ``.transform.translation.x/y/z`` and ``.transform.rotation.x/y/z/w``.
-        All transforms are validated before any is stored.
+        Each transform is validated and stored on its own, in message order: a bad one costs only
+        itself (tf2 likewise rejects one transform and keeps the rest).
 
         Returns:
-            Number of transforms stored (samples older than the cache window are not counted).
+            Number of transforms stored.
 
         Raises:
-            InputError: a malformed transform; the message names ``transforms[i]`` and the field.
+            InputError: ``msg`` is not a TFMessage, or some transforms were rejected (raised after
+                the good ones are stored); the message names each ``transforms[i]`` and its field.
         """
         try:
             transforms = list(msg.transforms)
@@ -374,43 +405,66 @@ class TransformBuffer:
             raise InputError(
                 f"msg.transforms: expected a tf2_msgs/TFMessage, got {type(msg).__name__}"
             ) from None
-        parsed = []
+        stored, rejected = 0, []
         for i, ts in enumerate(transforms):
-            where = f"transforms[{i}]"
             try:
-                parent = _frame_id(ts.header.frame_id, f"{where}.header.frame_id")
-                child = _frame_id(ts.child_frame_id, f"{where}.child_frame_id")
-                try:
-                    stamp = stamp_to_ns(ts.header.stamp)
-                except InputError as exc:
-                    raise InputError(f"{where}.header.{exc}") from None
-                tr, rot = ts.transform.translation, ts.transform.rotation
-                translation = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
-                quat = np.array([rot.x, rot.y, rot.z, rot.w], dtype=np.float64)
-            except AttributeError as exc:
-                raise InputError(
-                    f"{where}: not a geometry_msgs/TransformStamped ({exc}); check the /tf message type"
-                ) from None
-            if not np.isfinite(translation).all():
-                raise InputError(f"{where}.transform.translation: contains NaN or inf")
-            norm = float(np.linalg.norm(quat)) if np.isfinite(quat).all() else float("nan")
-            if not norm > 1e-9:
-                raise InputError(
-                    f"{where}.transform.rotation: quaternion {quat.tolist()} is zero or non-finite; "
-                    "publish a unit quaternion (identity is x=y=z=0, w=1)"
-                )
-            parsed.append((parent, child, stamp, translation, quat / norm))
-        for parent, child, *_ in parsed:
-            self._check_link(parent, child, allow_pending=parsed)
-        stored = 0
-        for parent, child, stamp, translation, quat in parsed:
-            stored += self._store(parent, child, stamp, translation, quat, bool(static))
+                self._store(*self._parse(ts, f"transforms[{i}]"), bool(static))
+                stored += 1
+            except InputError as exc:
+                rejected.append(str(exc))
+        if rejected:
+            more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
+            raise InputError(f"{len(rejected)} of {len(transforms)} transforms rejected, {stored} stored: "
+                             + "; ".join(rejected[:3]) + more)
         return stored
 
-    def clear(self) -> None:
-        """Forget every transform (e.g. after a backwards time jump)."""
-        self._edges.clear()
-        self._children.clear()
+    def _parse(self, ts: Any, where: str) -> tuple[str, str, int, np.ndarray, np.ndarray]:
+        """``(parent, child, stamp_ns, translation (3,), unit quaternion xyzw (4,))`` of a TransformStamped.
+
+        Raises:
+            InputError: a missing or malformed field, a bad link (own parent, cycle), named by ``where``.
+        """
+        try:
+            parent = _frame_id(ts.header.frame_id, f"{where}.header.frame_id")
+            child = _frame_id(ts.child_frame_id, f"{where}.child_frame_id")
+            try:
+                stamp = stamp_to_ns(ts.header.stamp)
+            except InputError as exc:
+                raise InputError(f"{where}.header.{exc}") from None
+            tr, rot = ts.transform.translation, ts.transform.rotation
+            translation = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
+            quat = np.array([rot.x, rot.y, rot.z, rot.w], dtype=np.float64)
+        except (AttributeError, TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(
+                f"{where}: not a geometry_msgs/TransformStamped ({exc}); check the /tf message type"
+            ) from None
+        translation = check_translation(translation, f"{where}.transform.translation")
+        norm = float(np.linalg.norm(quat)) if np.isfinite(quat).all() else float("nan")
+        if not norm > 1e-9:
+            raise InputError(
+                f"{where}.transform.rotation: quaternion {quat.tolist()} is zero or non-finite; "
+                "publish a unit quaternion (identity is x=y=z=0, w=1)"
+            )
+        try:
+            self._check_link(parent, child)
+        except InputError as exc:
+            raise InputError(f"{where}.{exc}") from None
+        return parent, child, stamp, translation, quat / norm
+
+    def clear(self, static: bool = False) -> None:
+        """Forget the history of every dynamic edge (tf2's behaviour when time jumps back).
+
+        Args:
+            static: also forget the static transforms (the whole tree).
+        """
+        if static:
+            self._edges.clear()
+            self._children.clear()
+            return
+        for child in [c for c, edge in self._edges.items() if not edge.static]:
+            self._unlink(child)
 
     # -- queries ---------------------------------------------------------------------------------
     def frames(self) -> list[str]:
@@ -497,10 +551,9 @@ class TransformBuffer:
             out.append(self._edges[out[-1]].parent)
         return out
 
-    def _check_link(self, parent: str, child: str, allow_pending: Iterable = ()) -> None:
+    def _check_link(self, parent: str, child: str) -> None:
         if parent == child:
             raise InputError(f"child '{child}': a frame cannot be its own parent; fix child_frame_id")
-        pending = {c: p for p, c, *_ in allow_pending}
         f, seen = parent, set()
         while f not in seen:
             seen.add(f)
@@ -509,20 +562,24 @@ class TransformBuffer:
                     f"child '{child}': parent '{parent}' would create a cycle in the frame tree "
                     f"('{parent}' already descends from '{child}'); a frame has one parent"
                 )
-            nxt = pending.get(f) if f in pending else (self._edges[f].parent if f in self._edges else None)
+            nxt = self._edges[f].parent if f in self._edges else None
             if nxt is None:
                 return
             f = nxt
         raise InputError(f"child '{child}': the transforms form a cycle in the frame tree")
 
+    def _unlink(self, child: str) -> None:
+        edge = self._edges.pop(child)
+        self._children[edge.parent] -= 1
+        if not self._children[edge.parent]:
+            del self._children[edge.parent]
+
     def _store(self, parent: str, child: str, stamp: int, translation: np.ndarray, quat: np.ndarray,
-               static: bool) -> bool:
+               static: bool) -> None:
         edge = self._edges.get(child)
         if edge is None or edge.parent != parent or edge.static != static:
             if edge is not None:
-                self._children[edge.parent] -= 1
-                if not self._children[edge.parent]:
-                    del self._children[edge.parent]
+                self._unlink(child)
             edge = _Edge(parent=parent, static=static)
             self._edges[child] = edge
             self._children[parent] = self._children.get(parent, 0) + 1
@@ -530,9 +587,10 @@ class TransformBuffer:
             edge.stamps[:] = [stamp]
             edge.translations[:] = [translation]
             edge.quats[:] = [quat]
-            return True
-        if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:
-            return False
+            return
+        if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:  # time jumped back: start over
+            del edge.stamps[:], edge.translations[:], edge.quats[:]
+            self.time_jumps += 1
         k = bisect.bisect_left(edge.stamps, stamp)
         if k < len(edge.stamps) and edge.stamps[k] == stamp:
             edge.translations[k], edge.quats[k] = translation, quat
@@ -543,7 +601,6 @@ class TransformBuffer:
         cut = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.cache_ns)
         if cut:
             del edge.stamps[:cut], edge.translations[:cut], edge.quats[:cut]
-        return True
 
     def _edge_at(self, child: str, stamp: int, tol: int, target: str, source: str, requested: int) -> np.ndarray:
         """``T_parent_child`` of ``child``'s edge at ``stamp`` (interpolated)."""
@@ -579,3 +636,12 @@ class TransformBuffer:
         translation = (1.0 - alpha) * edge.translations[k - 1] + alpha * edge.translations[k]
         slerp = Slerp([0.0, 1.0], Rotation.from_quat(np.stack([edge.quats[k - 1], edge.quats[k]])))
         return _matrix(translation, slerp([alpha])[0])
+
+
+def tf2_extrapolation_reason(message: str) -> str:
+    """:class:`TransformUnavailable` reason of a tf2 ``ExtrapolationException`` message.
+
+    tf2 raises one exception type for both directions and says which in its text ("... would
+    require extrapolation into the future" / "... into the past"); the node reports them apart.
+    """
+    return TransformUnavailable.FUTURE if "future" in message.lower() else TransformUnavailable.TOO_OLD
