@@ -225,12 +225,12 @@ def test_frame_errors_name_topic_and_field_and_are_counted(f, pipeline, demo_sce
         raise TransformUnavailable(target, source, stamp, TransformUnavailable.UNKNOWN_FRAME, "never published")
 
     assert core.handle(_messages(f, demo_scene), no_tf).error.startswith("[tf] no transform from 'camera' to 'map'")
-    assert dict(core.errors_by_kind) == {"camera_info": 1, "detections": 1, "tf": 1}
+    assert dict(core.errors_by_kind) == {"camera_info": 1, "detections": 1, "tf.unknown_frame": 1}
     level, message, values = core.status()
     assert level == 2 and values["frames_failed"] == 3 and "[tf]" in values["last_error"]
     diag = core.diagnostics_message(STAMP, dropped_stale=4)
     kv = {v.key: v.value for v in diag.status[0].values}
-    assert diag.status[0].level == 2 and kv["frames_dropped_stale"] == "4" and kv["errors.tf"] == "1"
+    assert diag.status[0].level == 2 and kv["frames_dropped_stale"] == "4" and kv["errors.tf.unknown_frame"] == "1"
 
 
 def test_scene_messages(f, pipeline, demo_scene):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, NamedTuple
 
@@ -197,6 +198,8 @@ class FrameOutput:
         result: the pipeline's :class:`~sahmr_ros.pipeline.FrameResult` (None after an error).
         ids: detection id of each person of ``result``.
         error: the recorded error line, or None.
+        error_kind: the kind the error was counted under (``tf.too_old``, ``image``, ``internal``...).
+        traceback: the traceback of an unexpected (``internal``) error, for the log.
         warnings: lines worth a (throttled) log: skipped boxes, scene outside the view.
     """
 
@@ -207,6 +210,8 @@ class FrameOutput:
     result: Any = None
     ids: list = field(default_factory=list)
     error: str | None = None
+    error_kind: str | None = None
+    traceback: str | None = None
     warnings: list = field(default_factory=list)
 
 
@@ -259,14 +264,23 @@ class PerceptionCore:
         points = pointcloud2_to_xyz(msg, topic=topic)
         if len(points) == 0:
             raise MessageError("point_cloud.data", "holds no finite point; the previous scene is kept", topic)
+        if not (np.abs(points) <= C.MAX_COORDINATE_M).all(axis=1).any():
+            raise MessageError("point_cloud.data", f"none of its {len(points)} points lies within "
+                               f"{C.MAX_COORDINATE_M:g} m of the map origin; re-centre the map (the previous "
+                               "scene is kept)", topic)
         scene = self.pipeline.set_scene(points)  # built, then swapped in: a frame in progress keeps its scene
         with self._lock:
             self.counts["scenes"] += 1
-        return (f"scene latched: {len(points)} points ({scene.num_dropped_nonfinite} non-finite dropped) -> "
+        far = f", {scene.num_dropped_out_of_range} beyond {C.MAX_COORDINATE_M:g} m dropped" \
+            if scene.num_dropped_out_of_range else ""
+        return (f"scene latched: {len(points)} points ({scene.num_dropped_nonfinite} non-finite dropped{far}) -> "
                 f"{len(scene)} voxels of {scene.pitch or 0:.2f} m in frame {self.params.map_frame!r}")
 
     def add(self, stream: str, msg: Any) -> list[FrameInput]:
         """Feed one image / camera_info / detections message; returns the frames it completes.
+
+        A stamp more than ``constants.TIME_JUMP_BACK_S`` behind the newest of its stream resets the
+        synchroniser first (``sync.time_jumps`` counts it; the shell then clears its TF history).
 
         Raises:
             MessageError: the message has no valid ``header.stamp``.
@@ -285,16 +299,28 @@ class PerceptionCore:
 
     # -- one frame ----------------------------------------------------------------------------------
     def handle(self, frame: FrameInput, lookup: Lookup) -> FrameOutput:
-        """Process one frame; expected failures are recorded and returned in ``FrameOutput.error``."""
+        """Process one frame; never raises.
+
+        A failure is recorded and returned in ``FrameOutput.error`` (and ``error_kind``): an expected
+        one (bad message, TF too old or in the future, no scene) by its kind; anything else as
+        ``internal``, with its traceback in ``FrameOutput.traceback``. Either way it costs this frame
+        only.
+        """
         out = FrameOutput(frame.stamp_ns)
         try:
             self._process(frame, lookup, out)
+            return out
         except TransformUnavailable as exc:
-            out.error = self.record_error("tf", f"[tf] {exc}", frame=True)
+            kind, line = f"tf.{exc.reason}", f"[tf] {exc}"
         except MessageError as exc:
-            out.error = self.record_error(exc.field.split(".")[0].split("[")[0], str(exc), frame=True)
+            kind, line = exc.field.split(".")[0].split("[")[0], str(exc)
         except SahmrError as exc:
-            out.error = self.record_error("input", str(exc), frame=True)
+            kind, line = "input", str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen input costs this frame only
+            kind, line = "internal", f"unexpected error while processing a frame: {type(exc).__name__}: {exc}"
+            out.traceback = "".join(traceback.format_exception(exc))
+        out.markers = out.contacts = out.humans = out.result = None
+        out.error_kind, out.error = kind, self.record_error(kind, line, frame=True)
         return out
 
     def _process(self, frame: FrameInput, lookup: Lookup, out: FrameOutput) -> None:
@@ -311,6 +337,7 @@ class PerceptionCore:
             raise MessageError("scene", f"no scene received yet on {p.scene_topic} (latched PointCloud2 in "
                                f"{p.map_frame!r}); start `sahmr_scene_publisher` or your map server", p.scene_topic)
         dets = detections_to_boxes(frame.detections, p.class_ids, p.score_threshold, topic=p.detections_topic)
+        out.warnings += [f"detection {i} skipped: {reason}" for i, reason in dets.skipped]
         if hasattr(frame.image, "format") and not hasattr(frame.image, "encoding"):
             rgb = compressed_image_to_rgb(frame.image, topic=p.image_topic)
         else:
@@ -336,7 +363,7 @@ class PerceptionCore:
                                    lifetime_s=p.marker_lifetime_s, ids=out.ids)
         out.contacts = contacts_to_pointcloud2(self.factory, header, result.persons)
         out.humans = human_mesh_array(self.factory, header, result.persons, ids=out.ids)
-        self._record_success(result)
+        self._record_success(result, len(dets.skipped))
 
     def _intrinsics(self, camera_info: Any, rgb: np.ndarray):
         """Return ``(K, camera)`` for ``rgb`` under the distortion rule.
@@ -373,11 +400,11 @@ class PerceptionCore:
         return intr.K, Camera(intr.K, coeffs, width, height, model, source=p.camera_info_topic)
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def _record_success(self, result) -> None:
+    def _record_success(self, result, detections_skipped: int = 0) -> None:
         with self._lock:
             self.counts["frames_processed"] += 1
             self.counts["persons"] += len(result.persons)
-            self.counts["boxes_skipped"] += len(result.skipped)
+            self.counts["boxes_skipped"] += len(result.skipped) + detections_skipped
             self.persons_last_frame = len(result.persons)
             self._done_times.append(self.clock())
             for stage, ms in result.timings_ms.items():
@@ -386,8 +413,9 @@ class PerceptionCore:
     def record_error(self, kind: str, line: str, frame: bool = False) -> str:
         """Count an error of ``kind`` and keep it as the last error.
 
-        ``kind``: ``image``, ``camera_info``, ``detections``, ``scene``, ``tf``...; ``frame``: the
-        error cost a synchronised frame.
+        ``kind``: ``image``, ``camera_info``, ``detections``, ``scene``, ``tf`` (a /tf message),
+        ``tf.too_old`` / ``tf.future`` / ``tf.unknown_frame`` / ``tf.not_connected`` (a lookup),
+        ``internal``...; ``frame``: the error cost a synchronised frame.
         """
         with self._lock:
             self.counts["frames_failed"] += int(frame)
