@@ -125,6 +125,67 @@ def _load_mapping(path: Path) -> Any:
         raise InputError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {e}") from None
 
 
+_DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this: a larger claimed size is a lie
+
+
+def _check_npy_header(fp, available: int, where: str) -> None:
+    """Read a .npy header from ``fp`` and check it before numpy allocates what it claims.
+
+    Refuses object arrays (they would need unpickling, which is never done) and a shape whose bytes
+    exceed ``available`` (the bytes the file holds after the header's start).
+    """
+    start = fp.tell()
+    try:
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0  # 3.0 differs only in the header's text encoding
+        shape, _, dtype = read_header(fp)
+    except (ValueError, EOFError, OSError, SyntaxError) as e:
+        raise InputError(f"{where}: not a readable .npy array ({e})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where}: holds an object array (dtype {dtype}), which is never unpickled; save a "
+                         "numeric array (np.save(..., np.asarray(points, dtype=np.float64)))")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > available - (fp.tell() - start):
+        raise InputError(f"{where}: the header claims shape {shape} {dtype} ({nbytes} bytes) but only "
+                         f"{available} bytes are there; the file is truncated or corrupt")
+
+
+def _load_numpy(path: Path) -> Any:
+    """``np.load`` a .npy (an array) or .npz (a dict of arrays) without pickles, every header checked first.
+
+    Raises:
+        InputError: empty or unreadable file, object arrays, a header claiming more data than the
+            file holds.
+    """
+    import zipfile
+
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty; expected an array saved with np.save / np.savez")
+    try:
+        if suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    where = f"{path}: member {info.filename!r}"
+                    ratio = _DEFLATE_MAX_RATIO if info.compress_type != zipfile.ZIP_STORED else 1
+                    if info.file_size > ratio * info.compress_size + 1024:
+                        raise InputError(f"{where}: claims {info.file_size} bytes from {info.compress_size} "
+                                         "compressed; the file is corrupt")
+                    with archive.open(info) as member:
+                        _check_npy_header(member, info.file_size, where)
+            with np.load(path, allow_pickle=False) as loaded:
+                return {k: loaded[k] for k in loaded.files}
+        with open(path, "rb") as f:
+            _check_npy_header(f, path.stat().st_size, str(path))
+        return np.load(path, allow_pickle=False)
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
+        raise InputError(f"{path}: not a readable {suffix} file ({type(e).__name__}: {e}); save the array with "
+                         "np.save / np.savez") from None
+
+
 # ------------------------------------------------------------------------------------------------
 # camera
 # ------------------------------------------------------------------------------------------------
@@ -436,10 +497,7 @@ def _pose_file(path: Path) -> np.ndarray:
     where = f"{path}: T_map_camera"
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"{path}: not a readable .npy array ({e})") from None
+        arr = _load_numpy(path)
         if arr.shape not in ((4, 4), (3, 4), (16,), (12,), (7,)) or not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"{where}: expected a numeric array of shape (4, 4), (3, 4), (16,), (12,) "
                              f"or (7,), got shape {arr.shape} dtype {arr.dtype}")
@@ -521,10 +579,15 @@ def _ply_header(data: bytes, where: str) -> tuple[str, list[_PlyElement], int]:
                 fmt = tok[1]
             elif tok[0] == "element":
                 elements.append(_PlyElement(tok[1], int(tok[2]), []))
+                if elements[-1].count < 0:
+                    raise InputError(f"{where}: PLY header line {line.strip()!r}: the count must be >= 0; "
+                                     "write the number of rows the file holds")
             elif tok[0] == "property" and tok[1] == "list":
                 elements[-1].props.append((tok[4], _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]))
             elif tok[0] == "property":
                 elements[-1].props.append((tok[2], _PLY_TYPES[tok[1]]))
+        except InputError:
+            raise
         except (IndexError, ValueError, KeyError):
             raise InputError(f"{where}: malformed PLY header line {line.strip()!r}") from None
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
@@ -709,6 +772,13 @@ def _read_pcd(path: Path) -> np.ndarray:
     except (ValueError, KeyError, IndexError):
         raise InputError(f"{where}: PCD header fields SIZE/TYPE/WIDTH/HEIGHT/POINTS: expected integers and "
                          f"types F (4, 8), I or U (1, 2, 4, 8), got {header}") from None
+    for key, value in (("POINTS", n), ("WIDTH", width), ("HEIGHT", height)):
+        if value < 0:
+            raise InputError(f"{where}: PCD header field `{key}`: {value} is negative; expected the point count "
+                             "(POINTS = WIDTH x HEIGHT)")
+    if min(sizes + counts) < 1:
+        raise InputError(f"{where}: PCD header fields SIZE/COUNT: expected positive integers, got "
+                         f"{header['SIZE']} / {counts}")
     missing = [c for c in "xyz" if c not in fields]
     if missing:
         raise InputError(f"{where}: PCD field `FIELDS`: {', '.join(missing)} missing; expected x, y, z, "
@@ -802,13 +872,9 @@ def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
     elif suffix == ".obj":
         points, faces = _read_obj(path, sample_mesh_surface)
     elif suffix in (".npy", ".npz"):
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"{path}: not a readable {suffix} file ({e})") from None
+        loaded = _load_numpy(path)
         if suffix == ".npz":
-            with loaded:
-                arrays = {k: loaded[k] for k in loaded.files}
+            arrays = loaded
             if "points" in arrays:
                 key = "points"
             else:
@@ -843,17 +909,30 @@ def read_image(path: str | Path) -> np.ndarray:
     Greyscale and palette images are converted to RGB, an alpha channel is dropped.
 
     Raises:
-        InputError: missing or unreadable file.
+        InputError: missing or unreadable file, or a header claiming more than
+            ``constants.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = _existing_file(path, "image")
+    too_big = (f"exceeds the limit of {C.MAX_IMAGE_PIXELS} pixels (constants.MAX_IMAGE_PIXELS, 8K video fits); "
+               "pass a smaller image")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the size is checked below, against a lower limit than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 raise InputError(f"{path}: 16/32-bit images (mode {im.mode!r}) are not supported; "
                                  "pass an 8-bit RGB or greyscale image")
+            width, height = im.size  # from the header: nothing decoded yet
+            if width * height > C.MAX_IMAGE_PIXELS:
+                raise InputError(f"{path}: image size {width}x{height} = {width * height} pixels {too_big}")
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # Pillow refuses headers above twice its own limit at open
+        raise InputError(f"{path}: image size {too_big} ({e})") from None
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(f"{path}: not a readable image ({e}); expected PNG, JPEG or another 8-bit format") from None
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:

@@ -119,6 +119,81 @@ def test_distorted_camera_is_undistorted_or_refused(user_files, checkpoint, tmp_
     assert str(path) in r.stderr and "distortion" in r.stderr
 
 
+@pytest.mark.parametrize("model, coeffs, same_as", [
+    ("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0] + [0.0] * 9, ("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0])),
+    ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0], None),
+    ("equidistant", [0.05, -0.01, 0.002, -0.0005], None),
+])
+def test_distortion_vector_lengths_in_infer(user_files, tmp_path, model, coeffs, same_as):
+    from sahmr_ros.io import Camera, undistort_image
+
+    f = user_files
+    cam = yaml.safe_load((f["dir"] / "camera.yaml").read_text())
+    cam["distortion_model"] = model
+    cam["distortion_coefficients"] = {"rows": 1, "cols": len(coeffs), "data": coeffs}
+    path = tmp_path / "camera.yaml"
+    path.write_text(yaml.safe_dump(cam))
+    inputs = load_inputs(f["dir"] / "image.png", path, f["pose"], f["dir"] / "scene.npz", f["boxes"])
+    assert inputs.undistorted and not np.array_equal(inputs.image, f["scene"].image)
+    if same_as is not None:  # 14 coefficients, the extra ones zero: exactly the 5-coefficient result
+        h, w = f["scene"].image.shape[:2]
+        want, _ = undistort_image(f["scene"].image, Camera(f["scene"].K, np.array(same_as[1]), w, h, same_as[0]))
+        np.testing.assert_array_equal(inputs.image, want)
+
+
+def _header_only_png(width, height):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def _write_bad_input(path):
+    """Write the malformed file named by ``path``'s name; returns the path."""
+    name = path.name
+    if name in ("empty.npz", "empty.npy", "pose_empty.npy"):
+        path.write_bytes(b"")
+    elif name == "objects.npz":
+        np.savez(path, points=np.array([[0.0, "x", None]], dtype=object))
+    elif name == "neg.pcd":
+        path.write_text("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1\nHEIGHT 1\n"
+                        "POINTS -1\nDATA ascii\n1 2 3\n")
+    elif name == "neg.ply":
+        path.write_text("ply\nformat ascii 1.0\nelement vertex -1\nproperty float x\nproperty float y\n"
+                        "property float z\nend_header\n1 2 3\n")
+    elif name == "huge.png":
+        path.write_bytes(_header_only_png(20000, 20000))
+    elif name == "d14.yaml":
+        path.write_text("k: [500, 0, 320, 0, 500, 240, 0, 0, 1]\ndistortion_model: plumb_bob\n"
+                        "d: [-0.2, 0.05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.001]\n")
+    return path
+
+
+@pytest.mark.parametrize("option, name, words", [
+    ("--scene", "empty.npz", ["the file is empty"]),
+    ("--scene", "empty.npy", ["the file is empty"]),
+    ("--scene", "objects.npz", ["object array", "never unpickled"]),
+    ("--scene", "neg.pcd", ["`POINTS`", "negative"]),
+    ("--scene", "neg.ply", ["element vertex -1", ">= 0"]),
+    ("--pose", "pose_empty.npy", ["the file is empty"]),
+    ("--image", "huge.png", ["MAX_IMAGE_PIXELS", "smaller image"]),
+    ("--camera", "d14.yaml", ["field `d`", "plumb_bob takes 5", "got 14"]),
+])
+def test_bad_input_files_give_one_line_and_exit_2(user_files, tmp_path, capsys, option, name, words):
+    """Each bad file ends ``sahmr infer`` with one line naming the file and what to do, status 2."""
+    from sahmr_ros.cli import main
+
+    path = _write_bad_input(tmp_path / name)
+    rc = main(["infer", *_args(user_files, tmp_path / "unused.pt", tmp_path / "out", **{option: path})])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("sahmr infer: error: "), err
+    assert str(path) in err and all(w in err for w in words), err
+
+
 @pytest.mark.parametrize("change, words", [
     ({"image_width": 1280}, ["camera.yaml", "width 1280", "image.png"]),
     ({"camera_matrix": {"rows": 3, "cols": 3, "data": [0.0] * 9}}, ["camera.yaml"]),

@@ -16,6 +16,7 @@ from sahmr_ros.io import (
     normalise_distortion,
     read_boxes,
     read_camera,
+    read_image,
     read_point_cloud,
     read_pose,
     undistort_image,
@@ -459,6 +460,9 @@ def test_bad_ply_names_file_and_field(tmp_path):
                       b"property float z\nend_header\n", "empty"),
         "noheader.ply": (b"ply\nformat ascii 1.0\n", "end_header"),
         "asc.ply": (_ply_bytes("ascii", "", _cloud(5)).replace(b" 0.5 ", b" 0.5 x "), "rows do not match"),
+        "neg.ply": (good.replace(b"element vertex 5", b"element vertex -1"), "'element vertex -1'.*>= 0"),
+        "nega.ply": (_ply_bytes("ascii", "", _cloud(5)).replace(b"element vertex 5", b"element vertex -1"),
+                     "'element vertex -1'.*>= 0"),
     }
     for name, (data, match) in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -503,6 +507,10 @@ def test_bad_pcd_names_file_and_field(tmp_path):
         "asc.pcd": (_pcd_header(2, "ascii", fields="x y z", size="4 4 4", type_="F F F", count="1 1 1")
                     + b"1 2 3\n4 5\n", "has 5 values, expected POINTS=2 x 3"),
         "nodata.pcd": (b"VERSION 0.7\nFIELDS x y z\n", "no `DATA` line"),
+        "neg.pcd": (_pcd_header(1, "binary").replace(b"POINTS 1", b"POINTS -1") + b"\0" * 40,
+                    "`POINTS`: -1 is negative"),
+        "nega.pcd": (_pcd_header(1, "ascii", fields="x y z", size="4 4 4", type_="F F F", count="1 1 1")
+                     .replace(b"POINTS 1", b"POINTS -1") + b"1 2 3\n", "`POINTS`: -1 is negative"),
     }
     for name, (data, match) in cases.items():
         (tmp_path / name).write_bytes(data)
@@ -547,6 +555,80 @@ def test_bad_numpy_and_other_clouds(tmp_path):
         with pytest.raises(InputError, match=match) as e:
             read_point_cloud(tmp_path / name)
         assert name in str(e.value)
+
+
+def _npy_claiming(shape, payload=b"\0" * 72):
+    """A .npy whose header claims ``shape`` float64, followed by ``payload``."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + payload
+
+
+def test_numpy_files_that_would_unpickle_or_over_allocate(tmp_path, monkeypatch):
+    """Empty files, object arrays (never unpickled) and headers claiming more than the file holds
+    are refused naming the file, before numpy allocates what the header claims."""
+    import zipfile
+
+    (tmp_path / "zero.npy").write_bytes(b"")
+    (tmp_path / "zero.npz").write_bytes(b"")
+    np.savez(tmp_path / "objects.npz", points=np.array([[1.0, "a", None]], dtype=object))
+    np.save(tmp_path / "objects.npy", np.array([[1.0, 2.0, None]], dtype=object), allow_pickle=True)
+    (tmp_path / "huge.npy").write_bytes(_npy_claiming((10**9, 3)))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("points.npy", _npy_claiming((10**9, 3)))
+    cases = {
+        "zero.npy": "the file is empty",
+        "zero.npz": "the file is empty",
+        "objects.npz": "member 'points.npy': holds an object array .*never unpickled",
+        "objects.npy": "holds an object array .*never unpickled",
+        "huge.npy": r"claims shape \(1000000000, 3\) float64 \(24000000000 bytes\) but only 200 bytes",
+        "huge.npz": r"member 'points.npy': the header claims shape \(1000000000, 3\)",
+    }
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    for name, match in cases.items():
+        with pytest.raises(InputError, match=match) as e:
+            read_point_cloud(tmp_path / name)
+        assert name in str(e.value)
+    assert loads == []  # refused from the header, before np.load
+    with pytest.raises(InputError, match="zero.npy: the file is empty"):
+        read_pose(tmp_path / "zero.npy")
+    with pytest.raises(InputError, match="huge.npy: the header claims"):
+        read_pose(tmp_path / "huge.npy")
+    np.save(tmp_path / "pose.npy", np.eye(4))
+    np.testing.assert_array_equal(read_pose(tmp_path / "pose.npy"), np.eye(4))
+
+
+# ------------------------------------------------------------------------------------------------
+# image
+# ------------------------------------------------------------------------------------------------
+def _png_header(width, height):
+    """A PNG that is only a header claiming ``width`` x ``height`` (nothing to decode)."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height, match", [
+    (12000, 12000, "12000x12000 = 144000000 pixels exceeds the limit of 40000000"),
+    (20000, 20000, "exceeds the limit of 40000000 pixels .*decompression bomb"),  # Pillow refuses at open
+])
+def test_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, width, height, match):
+    path = tmp_path / "big.png"
+    path.write_bytes(_png_header(width, height))
+    with pytest.raises(InputError, match=match) as e:
+        read_image(path)
+    assert str(e.value).startswith(str(path)) and "MAX_IMAGE_PIXELS" in str(e.value)
+    path.write_bytes(_png_header(7680, 4320))  # 8K passes the size check (and then has no pixel data)
+    with pytest.raises(InputError, match="not a readable image"):
+        read_image(path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -239,6 +239,8 @@ def compressed_image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
         MessageError: compressedDepth or another codec, 16-bit / float images, undecodable data, an
             image whose header claims more than ``constants.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     fmt = _str(_get(msg, "format", "compressed_image", topic, "sensor_msgs/msg/CompressedImage"),
@@ -254,7 +256,10 @@ def compressed_image_to_rgb(msg: Any, topic: str | None = None) -> np.ndarray:
     if data.size == 0:
         raise MessageError("compressed_image.data", "is empty", topic)
     try:
-        with Image.open(io.BytesIO(data.tobytes())) as image:
+        with warnings.catch_warnings():  # the size is checked below, against a lower limit than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data.tobytes()))
+        with image:
             if image.format not in ("JPEG", "PNG"):
                 raise MessageError("compressed_image.data", f"holds a {image.format} image (use jpeg or png)", topic)
             if image.mode.startswith(("I", "F")):
