@@ -164,7 +164,7 @@ def test_interpolation_with_epoch_stamps_keeps_precision():
 
 
 def test_out_of_order_samples_are_sorted():
-    buf = TransformBuffer()
+    buf = TransformBuffer(jump_back_s=5.0)  # 2 s out of order: a reorder, not a time jump
     buf.set_transform("odom", "base", 4 * S, pose(rot_z(90.0), [4.0, 0, 0]))
     buf.set_transform("odom", "base", 2 * S, pose(rot_z(0.0), [0.0, 0, 0]))
     assert np.allclose(buf.lookup("odom", "base", 3 * S), pose(rot_z(45.0), [2.0, 0, 0]), atol=1e-12)
@@ -269,8 +269,8 @@ def test_cache_pruning():
 
 
 def test_edge_time_jump_back_restarts_its_history():
-    """A sample older than the cache window is a jump back: the edge starts over (tf2 would ignore it)."""
-    buf = TransformBuffer(cache_s=1.0)
+    """A sample over jump_back_s behind its edge's newest is a jump back: the edge starts over."""
+    buf = TransformBuffer(cache_s=10.0, jump_back_s=1.0)
     buf.set_transform("map", "camera", 0, pose(rot_z(5.0), [1, 0, 0]), static=True)
     for k in range(5):
         buf.set_transform("odom", "base", 100 * S + k * S // 4, pose(rot_z(0.0), [k, 0, 0]))

@@ -11,8 +11,10 @@ is counted as ``internal`` and logged with its traceback. Either way it costs th
 never the node or the frames after it.
 
 **Time jumps back** (a bag replayed with ``--loop``, a sim-time reset, real stamps again after a
-clock glitch): the synchroniser detects them per stream and starts over; the callbacks then clear
-the dynamic TF history (tf2 does the same on a time jump) and log one warning.
+clock glitch): the synchroniser detects them per stream and starts over, and so does each edge of
+the :class:`~sahmr_ros.ros.sync.TransformBuffer` on its own samples; the callbacks log one warning
+and call ``on_time_jump`` (the node clears tf2's buffer there, which would otherwise ignore the
+older samples forever).
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ class NodeCallbacks:
             (the node: ``tf_timeout_s``; the bag tool waits in bag time itself and passes 0).
         submit: where synchronised frames go. None: a :class:`LatestFrameWorker` thread owned here
             runs :meth:`work` on the newest frame (the node); the bag tool queues them itself.
-        on_time_jump: called after a jump back in time has reset the synchroniser and :attr:`tf`
-            (the node clears tf2's buffer there).
+        on_time_jump: called after a jump back in time has reset the synchroniser (the node clears
+            tf2's buffer there; :attr:`tf` restarts each edge on its own samples, so a transform that
+            arrived just before the jumped image is kept).
         log_period_s: at most one line per kind of problem in this period (0: every line).
         clock: monotonic seconds, for the log throttle.
     """
@@ -162,8 +165,6 @@ class NodeCallbacks:
             self.log("internal", line + "\n" + "".join(traceback.format_exception(exc)), "error")
 
     def _time_jumped(self, stream: str) -> None:
-        with self._tf_lock:
-            self.tf.clear()
         if self._on_time_jump is not None:
             self._on_time_jump()
         self.core.record_error("time_jump", f"time jumped back on the {stream} stream")

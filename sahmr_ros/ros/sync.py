@@ -338,23 +338,27 @@ class TransformBuffer:
     sample of that edge) and are interpolated between the two samples bracketing the requested
     time (translation linearly, rotation by slerp).
 
-    **Time jumps back.** A dynamic sample older than its edge's cache window (``cache_s`` behind
-    the edge's newest sample) means the edge's time jumped back: a bag replayed with ``--loop``, a
-    sim-time reset, or real stamps again after a sample stamped far in the future. tf2 would ignore
-    it as "data from the past" and, after a glitch, fail every lookup as too old forever; here the
-    edge's history starts over from that sample (counted in :attr:`time_jumps`). :meth:`clear`
-    forgets the dynamic history of every edge, as tf2 does when the clock jumps back.
+    **Time jumps back.** A dynamic sample more than ``jump_back_s`` behind its edge's newest sample
+    means the edge's time jumped back: a bag replayed with ``--loop``, a sim-time reset, or real
+    stamps again after a sample stamped far in the future. tf2 would ignore it as "data from the
+    past" (or mix it into the old history) and, after a glitch, fail every lookup as too old
+    forever; here the edge's history starts over from that sample (counted in :attr:`time_jumps`).
+    One edge's publisher sends its samples in order, so a sample that late is never a mere reorder.
+    :meth:`clear` forgets the dynamic history of every edge, as tf2 does when the clock jumps back.
 
     Giving a child a different parent re-parents it (the old edge and its history are discarded);
     likewise switching an edge between static and dynamic replaces its history.
 
     Args:
         cache_s: history length per dynamic edge, seconds (> 0).
+        jump_back_s: how far behind its edge's newest sample a sample must be to count as a jump
+            back in time, seconds (> 0).
     """
 
-    def __init__(self, cache_s: float = 10.0):
+    def __init__(self, cache_s: float = 10.0, jump_back_s: float = TIME_JUMP_BACK_S):
         self.cache_s = _seconds(cache_s, "cache_s", positive=True)
         self.cache_ns = int(round(self.cache_s * NS_PER_S))
+        self.jump_back_ns = int(round(_seconds(jump_back_s, "jump_back_s", positive=True) * NS_PER_S))
         self.time_jumps = 0
         """Number of dynamic samples that restarted their edge's history (time jumped back)."""
         self._edges: dict[str, _Edge] = {}  # child -> edge to its parent
@@ -588,7 +592,7 @@ class TransformBuffer:
             edge.translations[:] = [translation]
             edge.quats[:] = [quat]
             return
-        if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:  # time jumped back: start over
+        if edge.stamps and stamp < edge.stamps[-1] - self.jump_back_ns:  # time jumped back: start over
             del edge.stamps[:], edge.translations[:], edge.quats[:]
             self.time_jumps += 1
         k = bisect.bisect_left(edge.stamps, stamp)
