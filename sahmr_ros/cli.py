@@ -154,11 +154,13 @@ def _node_params_from_args(args: argparse.Namespace):
 
 
 def _cmd_bag(args: argparse.Namespace) -> int:
+    from sahmr_ros.errors import InputError
     from sahmr_ros.io import read_point_cloud
-    from sahmr_ros.ros.bag import run_bag
+    from sahmr_ros.ros.bag import check_bag_paths, run_bag
     from sahmr_ros.ros.core import build_pipeline
 
     params = _node_params_from_args(args)
+    check_bag_paths(args.input, args.output)  # before the minutes a model may take to load
     pipe = build_pipeline(params)
     print(f"weights: {pipe.weights_description}; device {pipe.device}")
     if args.demo:
@@ -169,7 +171,10 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     summary = run_bag(args.input, args.output, params, pipe, copy_inputs=args.copy_inputs, distro=args.distro,
                       progress=not args.no_progress)
     print("\n".join(summary.lines()))
-    return 0 if summary.frames_processed or not summary.frames else 1
+    failure = summary.no_frame_line()
+    if failure:
+        raise InputError(failure)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

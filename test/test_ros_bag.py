@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,13 +227,162 @@ def test_refusals_name_the_problem(demo_scene, input_bag, pipeline, tmp_path):
 
 
 def test_cli_bag_with_the_demo_weights(input_bag, tmp_path):
+    """Runs, says UNTRAINED, and leaves no temporary model directory behind (42 MB per run before)."""
+    import os
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     r = subprocess.run([sys.executable, "-m", "sahmr_ros.cli", "bag", str(input_bag), "-o", str(tmp_path / "out"),
-                        "--demo", "--device", "cpu", "--no-progress"], capture_output=True, text=True, timeout=600)
+                        "--demo", "--device", "cpu", "--no-progress"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr
     assert "UNTRAINED" in r.stdout and f"{FRAMES} processed" in r.stdout
+    assert list(tmp.glob("sahmr_demo_model_*")) == []
     r = subprocess.run([sys.executable, "-m", "sahmr_ros.cli", "bag", str(input_bag), "-o", str(tmp_path / "o2")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "no checkpoint configured" in r.stderr and "demo" in r.stderr
+
+
+def test_demo_model_directory_is_removed_once_loaded(demo_scene, tmp_path, monkeypatch):
+    """build_pipeline's temporary synthetic body: created, loaded into memory, removed; the pipeline
+    then still runs (nothing is read from it later)."""
+    import tempfile
+
+    from sahmr_ros.ros.core import build_pipeline
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    created = []
+    real = tempfile.TemporaryDirectory
+
+    def recording(*args, **kwargs):
+        created.append(real(*args, **kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recording)
+    pipe = build_pipeline(NodeParams(demo=True, device="cpu"))
+    assert [Path(c.name).name.startswith("sahmr_demo_model_") for c in created] == [True]
+    assert list(tmp_path.glob("sahmr_demo_model_*")) == []
+    pipe.set_scene(demo_scene.scene_points_map)
+    frame = pipe.process(demo_scene.image, demo_scene.K, demo_scene.T_map_camera, demo_scene.boxes)
+    assert len(frame.persons) == 2
+
+
+def _rewrite_bag(src, dst, change):
+    """Copy bag ``src`` to ``dst`` (MCAP), ``change(topic, t, msg)`` returning the message to write
+    (``bytes``: written raw), or None to keep it."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from sahmr_ros.ros.interfaces import make_typestore
+
+    ts = make_typestore()
+    with Reader(src) as r, Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=ts) for c in r.connections}
+        for c, t, raw in r.messages():
+            new = change(c.topic, t, ts.deserialize_cdr(raw, c.msgtype))
+            w.write(conns[c.id], t, new if isinstance(new, bytes) else raw if new is None else
+                    ts.serialize_cdr(new, c.msgtype))
+    return dst
+
+
+@pytest.mark.parametrize("model, d, processed", [
+    ("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.01] + [0.0] * 9, True),  # 14 coefficients, the extra ones zero
+    ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.01, 0.1, 0.0, 0.0], True),
+    ("equidistant", [0.05, -0.01, 0.002, -0.0005], True),
+    ("plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.01] + [0.0] * 8 + [0.001], False),
+])
+def test_bag_distortion_vector_lengths(demo_scene, pipeline, tmp_path, model, d, processed):
+    """Each length through ``sahmr bag``'s path: processed, or the frame refused naming camera_info.d
+    (before: a traceback out of io.undistort_image)."""
+    def distort(topic, t, msg):
+        if topic == "/camera/camera_info":
+            msg.distortion_model, msg.d = model, np.array(d)
+            return msg
+        return None
+
+    pipeline.set_scene(demo_scene.scene_points_map)
+    bag = _rewrite_bag(write_demo_bag(demo_scene, tmp_path / "in", frames=1), tmp_path / "distorted", distort)
+    summary = run_bag(bag, tmp_path / "out", NodeParams(), pipeline, progress=False)
+    if processed:
+        assert (summary.frames_processed, summary.persons) == (1, 2), summary.first_errors
+    else:
+        assert summary.frames_processed == 0 and summary.errors_by_kind == {"camera_info": 1}
+        assert "camera_info.d" in summary.first_errors[0] and "got 14" in summary.first_errors[0]
+
+
+def _root_cannot_be_stopped_by_chmod():
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.mark.parametrize("case", ["below_a_file", "unwritable_dir", "read_only_fs"])
+def test_cli_bag_output_that_cannot_be_written_gives_one_line(input_bag, tmp_path, capsys, monkeypatch, case):
+    """-o below a file, in a directory without write permission, or on a read-only file system: one
+    line naming the path and the fix, exit 2, before any model is loaded."""
+    import errno
+    import pathlib
+
+    from sahmr_ros import cli
+
+    monkeypatch.setattr("sahmr_ros.ros.core.build_pipeline", lambda *a: pytest.fail("built a model first"))
+    parent = tmp_path / "target"
+    parent.mkdir()
+    out = parent / "out"
+    real_mkdir = pathlib.Path.mkdir
+
+    def refuse(code, why):
+        def mkdir(self, *args, **kwargs):
+            if str(self).startswith(str(parent)):
+                raise OSError(code, why, str(self))
+            return real_mkdir(self, *args, **kwargs)
+        monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+
+    if case == "below_a_file":
+        (parent / "file").write_text("x")
+        out, words = parent / "file" / "out", ["is a file, not a directory"]
+    elif case == "unwritable_dir":
+        words = ["Permission denied", "writable"]
+        if _root_cannot_be_stopped_by_chmod():  # root writes through chmod 555: simulate what a user meets
+            refuse(errno.EACCES, "Permission denied")
+        else:
+            parent.chmod(0o555)
+    else:  # a read-only file system cannot be mounted in a test: mkdir fails as it does on one
+        refuse(errno.EROFS, "Read-only file system")
+        words = ["Read-only file system", "writable"]
+    try:
+        rc = cli.main(["bag", str(input_bag), "-o", str(out), "--demo", "--no-progress"])
+    finally:
+        parent.chmod(0o755)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"sahmr bag: error: {out}: "), err
+    assert all(w in err for w in words), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["mono16", "undecodable"])
+def test_cli_bag_exits_2_when_no_frame_could_be_processed(demo_scene, pipeline, tmp_path, capsys, monkeypatch,
+                                                          damage):
+    """Every image unusable (an unsupported encoding, or bytes that are no Image at all): exit 2 and a
+    line saying no frame could be processed and why (before: 1, or 0 when no frame was synchronised)."""
+    from sahmr_ros import cli
+
+    def spoil(topic, t, msg):
+        if topic != "/camera/image_raw":
+            return None
+        if damage == "undecodable":
+            return b"\x00\x01\x00\x00 not an image"
+        msg.encoding, msg.step = "mono16", msg.width * 2
+        msg.data = msg.data[: msg.step * msg.height]
+        return msg
+
+    bag = _rewrite_bag(write_demo_bag(demo_scene, tmp_path / "in", frames=2), tmp_path / "bad", spoil)
+    monkeypatch.setattr("sahmr_ros.ros.core.build_pipeline", lambda *a: pipeline)
+    rc = cli.main(["bag", str(bag), "-o", str(tmp_path / "out"), "--no-progress", "--demo"])
+    captured = capsys.readouterr()
+    assert rc == 2, captured
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith(f"sahmr bag: error: no frame could be processed from {bag}: 2 image messages")
+    assert ("image 2" in last and "mono16" in last) if damage == "mono16" else "2 undecodable messages" in last
 
 
 def test_a_foxy_recording_decodes_with_its_own_definitions(demo_scene, pipeline, tmp_path):

@@ -29,7 +29,7 @@ from sahmr_ros.ros.callbacks import NodeCallbacks
 from sahmr_ros.ros.core import FrameInput, FrameOutput, NodeParams, PerceptionCore
 from sahmr_ros.ros.messages import RosbagsFactory
 
-__all__ = ["BagSummary", "run_bag", "OUTPUT_TYPES", "latched_qos_profile"]
+__all__ = ["BagSummary", "run_bag", "check_bag_paths", "OUTPUT_TYPES", "latched_qos_profile"]
 
 OUTPUT_TYPES = {  # NodeParams attribute -> message type of the node's outputs
     "meshes_topic": "visualization_msgs/msg/MarkerArray",
@@ -53,6 +53,7 @@ class BagSummary:
     persons: int = 0
     sync_dropped: int = 0
     messages_skipped: int = 0
+    image_messages: int = 0
     errors_by_kind: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
     wall_s: float = 0.0
@@ -69,6 +70,22 @@ class BagSummary:
             out.append("errors by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(self.errors_by_kind.items())))
         out += [f"  {line}" for line in self.first_errors]
         return out
+
+    def no_frame_line(self) -> str | None:
+        """Return one line saying that no frame could be processed, and the main reasons.
+
+        None when some frame was processed, or when the bag holds no image message.
+        """
+        if self.frames_processed or not self.image_messages:
+            return None
+        reasons = [f"{kind} {n}" for kind, n in sorted(self.errors_by_kind.items(), key=lambda kv: -kv[1])[:3]]
+        if self.messages_skipped:
+            reasons.append(f"{self.messages_skipped} undecodable messages")
+        if not self.frames:
+            reasons.append("no image matched a camera_info and detections (stamps within slop_s, same topics?)")
+        first = f" (first: {self.first_errors[0]})" if self.first_errors else ""
+        return (f"no frame could be processed from {self.input}: {self.image_messages} image messages, "
+                f"{self.frames} frames synchronised, 0 processed; main reasons: {', '.join(reasons)}{first}")
 
 
 def latched_qos_profile():
@@ -205,6 +222,35 @@ def _input_typestore(ts, topic: _Topic):
         return ts
 
 
+def check_bag_paths(input_path: str | Path, output_path: str | Path) -> tuple[Path, Path]:
+    """Check, before any work, that the input exists and that the output bag can be created.
+
+    Creates the output's missing parent directories and probes that the bag directory itself can be
+    made there (created and removed again: rosbags creates it).
+
+    Raises:
+        InputError: missing input; output exists, lies below a file, or is in a directory that cannot be
+            written (permissions, read-only file system).
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise InputError(f"{input_path}: input bag not found")
+    if output_path.exists():
+        raise InputError(f"{output_path}: output already exists; choose another -o or delete it")
+    ancestor = next((a for a in output_path.absolute().parents if a.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise InputError(f"{output_path}: {ancestor} is a file, not a directory; choose an -o path in a directory")
+    try:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        output_path.mkdir()
+        output_path.rmdir()
+    except OSError as exc:
+        raise InputError(f"{output_path}: cannot create the output bag ({exc.strerror or exc}"
+                         f"{f': {exc.filename}' if exc.filename else ''}); choose an -o path in a writable "
+                         "directory") from None
+    return input_path, output_path
+
+
 def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams, pipeline, *,
             copy_inputs: bool = False, distro: str = "jazzy", progress: bool = True,
             log: Callable[[str], None] = print, max_logged_errors: int = 10) -> BagSummary:
@@ -225,19 +271,16 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
         :class:`BagSummary`.
 
     Raises:
-        InputError: missing input, existing output, none of the input topics in the bag, or a
-            truncated / corrupt bag (raised after writing what was processed).
+        InputError: missing input, an output that exists or cannot be created (:func:`check_bag_paths`),
+            none of the input topics in the bag, or a truncated / corrupt bag (raised after writing what
+            was processed).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from tqdm import tqdm
 
     from sahmr_ros.ros.interfaces import make_typestore
 
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.exists():
-        raise InputError(f"{input_path}: input bag not found")
-    if output_path.exists():
-        raise InputError(f"{output_path}: output already exists; choose another -o or delete it")
+    input_path, output_path = check_bag_paths(input_path, output_path)
     ts = make_typestore(distro)
     core = PerceptionCore(pipeline, params, RosbagsFactory(ts))
     summary = BagSummary(str(input_path), str(output_path))
@@ -257,7 +300,6 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
             if params.scene_topic not in present and pipeline.scene is None:
                 log(f"warning: {input_path} has no scene topic {params.scene_topic} and no --scene was given")
 
-        output_path.parent.mkdir(parents=True, exist_ok=True)
         with Writer(output_path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
             outputs = {attr: writer.add_connection(getattr(params, attr), msgtype, typestore=ts)
                        for attr, msgtype in OUTPUT_TYPES.items()}
@@ -313,6 +355,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
             try:
                 for topic, t_ns, raw in source.messages(wanted):
                     summary.messages_read += 1
+                    summary.image_messages += int(topic.topic == params.image_topic)
                     last_t = max(last_t, t_ns)
                     bar.update(1)
                     if topic.topic not in stores:

@@ -150,8 +150,8 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
     """Build the :class:`~sahmr_ros.pipeline.Pipeline` the parameters ask for.
 
     ``checkpoint`` set: that checkpoint with the body files of ``model_dir``. Otherwise ``demo``
-    must be true: the embedded default (synthetic body written to ``demo_dir`` or a temporary
-    directory, UNTRAINED small preset).
+    must be true: the embedded default (synthetic body written to ``demo_dir``, or to a temporary
+    directory removed once the pipeline has loaded it; UNTRAINED small preset).
 
     Raises:
         CheckpointError: neither a checkpoint nor demo; unreadable checkpoint.
@@ -170,8 +170,11 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
                               "see models/README.md), or demo:=true for the embedded UNTRAINED default")
     from sahmr_ros.body.synthetic import write_synthetic_model_dir
 
-    model_dir = write_synthetic_model_dir(demo_dir or tempfile.mkdtemp(prefix="sahmr_demo_model_"))
-    return Pipeline.embedded_default(model_dir, config)
+    if demo_dir:
+        return Pipeline.embedded_default(write_synthetic_model_dir(demo_dir), config)
+    with tempfile.TemporaryDirectory(prefix="sahmr_demo_model_") as model_dir:
+        # load_body_assets reads every file into memory: the 42 MB of files are not needed afterwards
+        return Pipeline.embedded_default(write_synthetic_model_dir(model_dir), config)
 
 
 class FrameInput(NamedTuple):
