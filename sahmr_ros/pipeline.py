@@ -61,7 +61,9 @@ class PipelineConfig:
 
     Attributes:
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        precision: ``"fp32"``, or ``"fp16"`` / ``"bf16"`` autocast (CUDA only).
+        precision: ``"fp32"``, or ``"fp16"`` / ``"bf16"``: the networks run under autocast (CUDA or
+            CPU); geometry (roots, scene points, voxels, offsets, vertices) and the linear-attention
+            sums stay float32 whatever the precision (see ``networks.precision``).
         scene_pitch: voxel size the scene is reduced to by :meth:`Pipeline.set_scene` (None: as given).
         max_persons: at most this many boxes per frame (highest scores first); None: no limit.
     """
@@ -83,6 +85,7 @@ class PipelineConfig:
         return dev
 
     def autocast_dtype(self) -> torch.dtype | None:
+        """Return the autocast dtype of ``precision`` (None: fp32, no autocast)."""
         table = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
         if self.precision not in table:
             raise InputError(f"precision: {self.precision!r} unknown; choose fp32, fp16 or bf16")
@@ -186,8 +189,6 @@ class Pipeline:
         self.config = config
         self.device = config.resolved_device()
         self.autocast_dtype = config.autocast_dtype()
-        if self.autocast_dtype is not None and self.device.type != "cuda":
-            raise InputError(f"precision: {config.precision} autocast needs a CUDA device, got {self.device}")
         self.model = model.to(self.device).eval()
         self.faces = np.asarray(faces, dtype=np.int64)
         self.weights_description = weights_description

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -146,6 +147,27 @@ def test_key_mask_hides_padded_keys_and_values():
     src2 = src.clone()
     src2[~mask] = torch.randn(int((~mask).sum()), 16, generator=g) * 100
     assert torch.equal(layer(x, src, mask), layer(x, src2, mask))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_linear_attention_normaliser_stays_finite_in_fp16_with_500_large_keys(autocast):
+    """phi(q) . sum_s phi(k_s) over 500 keys of ~20 is ~1.8e6 > 65504 (fp16's largest number): the
+    sums run in float32, so fp16 inputs give the float64 loop's result (rtol 2e-3: fp16 output)."""
+    g = torch.Generator().manual_seed(5)
+    q = (20.0 + torch.rand(1, 4, 2, 8, generator=g)).half()
+    k = (20.0 + torch.rand(1, 500, 2, 8, generator=g)).half()
+    v = torch.randn(1, 500, 2, 8, generator=g).half()
+    mask = torch.ones(1, 500, dtype=torch.bool)
+    mask[0, 450:] = False
+    normaliser = torch.einsum("blhd,bhd->blh", F.elu(q.double()) + 1, (F.elu(k.double()) + 1).sum(1))
+    assert normaliser.min() > 65504  # the case: fp16 cannot hold it
+    context = torch.autocast("cpu", dtype=torch.float16) if autocast else contextlib.nullcontext()
+    with context:
+        out = linear_attention(q, k, v, kv_mask=mask)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    expected = _linear_attention_loop(q, k, v, mask)
+    assert expected.abs().max() > 1e-2  # the messages do not vanish
+    torch.testing.assert_close(out.double(), expected, rtol=2e-3, atol=1e-4)
 
 
 def test_all_padded_keys_give_the_eps_path_without_nan():

@@ -153,6 +153,31 @@ def test_precision_and_device_options_are_checked():
             PipelineConfig(device="cuda").resolved_device()
 
 
+# Half precision on CPU against fp32, same weights and frame (depth pinned at 3 m: roots at 3.5 and
+# 4.6 m). The networks' own outputs may differ; tolerances, metres: (refined root, vertices max,
+# vertices mean). Measured on the development machine: bf16 6e-4, 3.6e-3, 1.3e-3; fp16 5e-5, 5e-4, 1.5e-4.
+HALF_PRECISION_TOLERANCE_M = {"bf16": (2e-3, 1e-2, 3e-3), "fp16": (2e-4, 2e-3, 5e-4)}
+
+
+@pytest.mark.parametrize("precision", sorted(HALF_PRECISION_TOLERANCE_M))
+def test_half_precision_on_cpu_matches_fp32(synthetic_model_dir, demo_scene, pipe, precision):
+    """The coarse root (same pinned depth, same heatmap argmax) and the ROI voxels are those of fp32;
+    the refined root and the vertices are within the stated tolerances."""
+    half = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision=precision))
+    half.model.load_state_dict(pipe.model.state_dict())
+    half.set_scene(demo_scene.scene_points_map)
+    a, b = _run(pipe, demo_scene), _run(half, demo_scene)
+    root_tol, vertex_max, vertex_mean = HALF_PRECISION_TOLERANCE_M[precision]
+    assert len(a.persons) == len(b.persons) == 2
+    for pa, pb in zip(a.persons, b.persons):
+        np.testing.assert_allclose(pb.coarse_root_camera, pa.coarse_root_camera, atol=1e-6, rtol=0)
+        assert pb.num_roi_voxels == pa.num_roi_voxels > 0 and not pb.flags
+        assert np.linalg.norm(pb.root_camera - pa.root_camera) <= root_tol
+        error = np.linalg.norm(pb.vertices_map - pa.vertices_map, axis=1)
+        assert error.max() <= vertex_max and error.mean() <= vertex_mean
+        assert pb.vertices_map.dtype == np.float32 and np.isfinite(pb.vertices_map).all()
+
+
 def test_missing_model_files_are_all_named(tmp_path):
     with pytest.raises(ModelFilesMissingError) as err:
         Pipeline.from_model_dir(tmp_path, preset="small")

@@ -179,7 +179,8 @@ class BodyAssets:
         faces: (13776, 3) int64 triangles of the 6890-vertex mesh.
         template_vertices: (6890, 3) float32: neutral body, betas 0, global orient pi about x
             (camera orientation), H36M pelvis at the origin. Metres.
-        template_joints14: (14, 3) float32 H36M joints (``H36M_J17_TO_J14``) of the template.
+        template_joints14: (14, 3) float32 H36M joints (``H36M_J17_TO_J14``) of the posed body
+            minus its H36M pelvis (the official ``(J v)[J14] - (J v)[pelvis]``).
         template_vertices431: (431, 3) float32 template through the two selections.
         index_1723: (1723,) int64 vertex ids into 6890 (``D[0]``).
         index_431: (431,) int64 ids into the 1723 (``D[1]``).
@@ -226,8 +227,12 @@ def load_body_assets(model_dir: str | Path, device: str | torch.device = "cpu") 
     with torch.no_grad():
         vertices = model(global_orient=orient).vertices[0].cpu().numpy()  # zero betas and body pose
     regressor = load_h36m_regressor(model_dir / C.H36M_REGRESSOR_FILENAME)
-    template = vertices - regressor[C.H36M_PELVIS] @ vertices
-    joints14 = (regressor @ template)[list(C.H36M_J17_TO_J14)]
+    # As the official: regress the joints of the posed body, then subtract its pelvis. The regressor's
+    # rows do not sum to 1, so regressing the pelvis-relative vertices would differ (~1e-4 m for SMPL).
+    joints17 = regressor @ vertices
+    pelvis = joints17[C.H36M_PELVIS]
+    template = vertices - pelvis
+    joints14 = joints17[list(C.H36M_J17_TO_J14)] - pelvis
 
     index_1723, index_431 = load_downsampling_indices(model_dir / C.MESH_DOWNSAMPLING_FILENAME)
     part_ids_6890, part_ids_431 = load_part_ids(model_dir / C.SEG_PART_INFO_FILENAME)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sahmr_ros.errors import InputError
+from sahmr_ros.networks.precision import at_least_float32, full_precision
 
 LINEAR_ATTENTION_EPS = 1e-6  # added to the normaliser; keeps an all-padded key set finite
 LAYER_NORM_EPS = 1e-5  # torch's nn.LayerNorm default, as in the official LoFTR layer
@@ -43,7 +44,10 @@ def linear_attention(
     Masked keys and values are zeroed, so they contribute nothing; with no valid key at all the
     result is exactly zero (the ``eps`` path), never NaN. As in the official code, the values are
     divided by S before the key-value product and the result multiplied by S afterwards (an fp16
-    overflow guard that changes nothing mathematically).
+    overflow guard that changes nothing mathematically). The feature maps, products and sums run in
+    float32 (or float64) even under autocast: with 500 keys the normaliser ``phi(q) . sum_s phi(k_s)``
+    exceeds fp16's 65504 and the result would be 0 (the contact messages would vanish). The result
+    has the inputs' dtype.
 
     Args:
         queries: (B, L, H, D).
@@ -73,19 +77,22 @@ def linear_attention(
             f"linear_attention: kv_mask must be (B, S) = {tuple(keys.shape[:2])}, got {tuple(kv_mask.shape)}"
         )
 
-    q_feat = _feature_map(queries)
-    k_feat = _feature_map(keys)
-    if kv_mask is not None:
-        weight = kv_mask.to(k_feat.dtype)[:, :, None, None]  # (B, S, 1, 1)
-        k_feat = k_feat * weight
-        values = values * weight
+    out_dtype = torch.promote_types(torch.promote_types(queries.dtype, keys.dtype), values.dtype)
+    with full_precision(queries.device):  # sums over S keys overflow fp16 (65504) and lose bits in bf16
+        q_feat = _feature_map(at_least_float32(queries))
+        k_feat = _feature_map(at_least_float32(keys))
+        values = at_least_float32(values)
+        if kv_mask is not None:
+            weight = kv_mask.to(k_feat.dtype)[:, :, None, None]  # (B, S, 1, 1)
+            k_feat = k_feat * weight
+            values = values * weight
 
-    num_keys = values.shape[1]
-    values = values / num_keys
-    kv = torch.einsum("bshd,bshv->bhdv", k_feat, values)  # (B, H, D, D)
-    normaliser = 1.0 / (torch.einsum("blhd,bhd->blh", q_feat, k_feat.sum(dim=1)) + eps)  # (B, L, H)
-    out = torch.einsum("blhd,bhdv,blh->blhv", q_feat, kv, normaliser) * num_keys
-    return out.contiguous()
+        num_keys = values.shape[1]
+        values = values / num_keys
+        kv = torch.einsum("bshd,bshv->bhdv", k_feat, values)  # (B, H, D, D)
+        normaliser = 1.0 / (torch.einsum("blhd,bhd->blh", q_feat, k_feat.sum(dim=1)) + eps)  # (B, L, H)
+        out = torch.einsum("blhd,bhdv,blh->blhv", q_feat, kv, normaliser) * num_keys
+    return out.to(out_dtype).contiguous()
 
 
 class LinearAttentionLayer(nn.Module):

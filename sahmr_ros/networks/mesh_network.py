@@ -45,6 +45,7 @@ from torch import nn
 from sahmr_ros import constants
 from sahmr_ros.errors import InputError
 from sahmr_ros.networks.attention import LinearAttentionLayer
+from sahmr_ros.networks.precision import at_least_float32, full_precision
 
 __all__ = [
     "OFFICIAL_KEY_PREFIX",
@@ -186,9 +187,9 @@ class MeshNetworkOutput:
     """Outputs of :class:`MeshNetwork`, metres, camera orientation, origin at the pelvis.
 
     Attributes:
-        vertices: (B, 6890, 3) full-resolution mesh.
-        vertices_mid: (B, 1723, 3) mesh level 1.
-        vertices_coarse: (B, 431, 3) mesh level 2 (the transformer's vertex tokens).
+        vertices: (B, 6890, 3) full-resolution mesh (float32 or float64, also under autocast).
+        vertices_mid: (B, 1723, 3) mesh level 1 (same dtype).
+        vertices_coarse: (B, 431, 3) mesh level 2 (the transformer's vertex tokens, same dtype).
         joints14_tokens: (B, 14, 3) 3-d outputs of the joint tokens (METRO's joint estimate; the
             official pipeline regresses joints from ``vertices`` instead).
         contact_points: (B, S, 3) reconstructed contact points (auxiliary loss); rows whose
@@ -525,9 +526,10 @@ class MeshNetwork(nn.Module):
         for block in self.trans_encoder:
             mesh, contact = block(mesh, contact, contact_labels, contact_mask, pooling)
 
-        coarse = mesh[:, cfg.num_joints:]  # (B, 431, 3)
-        mid = self.upsampling(coarse.transpose(1, 2))  # (B, 3, 1723)
-        full = self.upsampling2(mid)  # (B, 3, 6890)
+        with full_precision(mesh.device):  # the vertices are geometry: float32 even under autocast
+            coarse = at_least_float32(mesh[:, cfg.num_joints:])  # (B, 431, 3)
+            mid = self.upsampling(coarse.transpose(1, 2))  # (B, 3, 1723)
+            full = self.upsampling2(mid)  # (B, 3, 6890)
         return MeshNetworkOutput(
             vertices=full.transpose(1, 2),
             vertices_mid=mid.transpose(1, 2),

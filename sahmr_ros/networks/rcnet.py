@@ -12,7 +12,11 @@ Two calls, because the scene query between them depends on the first one's answe
    is ``sum_i softmax_i(sigmoid(conf_i)) (centre_i + offset_i)``; contact points are the ROI points
    whose voxel's label is not 0.
 
-All coordinates are in the camera optical frame, metres.
+All coordinates are in the camera optical frame, metres. Whatever precision the networks run in
+(autocast), the geometry here is float32, as in the official code: the 1x1 head whose depth channel
+becomes the root's Z, the roots, the scene points and their voxelisation (``floor(p / 0.05)`` in
+float32, so that points on a voxel face land where the official puts them), voxel centres, offsets
+and the refined root.
 """
 
 from __future__ import annotations
@@ -26,9 +30,18 @@ import torch.nn.functional as F
 from sahmr_ros import constants as C
 from sahmr_ros.geometry import crop_normalized_coords, project_points, roi_anchors, root_from_heatmaps, unique_rows
 from sahmr_ros.networks.hrnet import HRNet, HRNetConfig
+from sahmr_ros.networks.precision import at_least_float32, full_precision
 from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
 
-__all__ = ["RCNetConfig", "RootEstimate", "ContactEstimate", "RCNet", "select_roi", "fixed_size_contacts"]
+__all__ = [
+    "RCNetConfig",
+    "RootEstimate",
+    "ContactEstimate",
+    "RCNet",
+    "select_roi",
+    "voxelise_roi_points",
+    "fixed_size_contacts",
+]
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,9 @@ class RootNet(nn.Module):
             self.out_conv.bias[C.ROOT_NET_DEPTH_CHANNEL] = C.ROOT_DEPTH_PRIOR
 
     def forward(self, images_normalized: torch.Tensor) -> torch.Tensor:
-        return self.out_conv(self.hrnet(images_normalized))
+        features = self.hrnet(images_normalized)
+        with full_precision(features.device):  # channel 1 becomes the absolute depth: no half precision
+            return self.out_conv(at_least_float32(features))
 
 
 class RCNet(nn.Module):
@@ -123,7 +138,7 @@ class RCNet(nn.Module):
         with torch.no_grad():
             root = root_from_heatmaps(pelvis, depth, bbx_lurb.to(torch.float64), K.to(torch.float64))
         return RootEstimate(
-            root_camera=root.to(out.dtype),
+            root_camera=root.to(torch.promote_types(out.dtype, torch.float32)),
             feature_map=out[:, C.ROOT_NET_FEATURE_CHANNELS],
             pelvis_heatmap=pelvis,
             depth_map=depth,
@@ -148,45 +163,36 @@ class RCNet(nn.Module):
                 training replaces bad predictions by noisy ground truth here).
         """
         B = len(roi_points)
-        anchor = root.root_camera if anchor_root is None else anchor_root  # (B, 3)
-        dtype, device = root.feature_map.dtype, root.feature_map.device
-        vs = self.config.voxel_size
+        device = root.feature_map.device
+        with full_precision(device):  # geometry in float32, the official's dtype
+            anchor = (root.root_camera if anchor_root is None else anchor_root).to(device, torch.float32)  # (B, 3)
+            points, point_batch, coords, point_voxel = voxelise_roi_points(roi_points, self.config.voxel_size, device)
+            voxel_batch = coords[:, 0]
+            centers = coords[:, 1:].to(torch.float32) * self.config.voxel_size + self.config.voxel_size / 2  # (V, 3)
+            num_voxels = torch.bincount(voxel_batch, minlength=B)
+            if len(coords) == 0:
+                empty = [points.new_zeros(0, 3) for _ in range(B)]
+                return ContactEstimate(
+                    anchor.clone(), num_voxels, voxel_batch, centers, points.new_zeros(0, C.CONTACT_NET_OUT_DIM),
+                    voxel_batch.clone(), empty, [torch.zeros(0, dtype=torch.int64, device=device)] * B
+                )
+            sampled = self._sample_features(root, centers, voxel_batch, bbx_lurb, K)
+            feats = torch.cat([anchor[voxel_batch] - centers, sampled.to(centers.dtype)], dim=1)
 
-        # voxelise every person's ROI points at once: (b, floor(p / 5 cm))
-        points = torch.cat([p.to(device=device, dtype=dtype) for p in roi_points], dim=0)  # (P, 3)
-        point_batch = torch.cat(
-            [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(roi_points)]
-        )
-        cells = torch.floor(points.to(torch.float64) / vs).to(torch.int64)
-        if len(cells):
-            coords, point_voxel = unique_rows(torch.cat([point_batch[:, None], cells], 1))
-        else:
-            coords, point_voxel = cells.new_zeros(0, 4), point_batch.clone()
-        voxel_batch = coords[:, 0]
-        centers = (coords[:, 1:].to(torch.float64) * vs + vs / 2).to(dtype)  # (V, 3)
-        num_voxels = torch.bincount(voxel_batch, minlength=B)
+        out = self.contact_net(coords.to(torch.int32), feats, B)  # (V, 12), in the caller's precision
 
-        if len(coords) == 0:
-            empty = [points.new_zeros(0, 3) for _ in range(B)]
-            return ContactEstimate(
-                anchor.clone(), num_voxels, voxel_batch, centers, points.new_zeros(0, C.CONTACT_NET_OUT_DIM),
-                voxel_batch.clone(), empty, [torch.zeros(0, dtype=torch.int64, device=device)] * B
-            )
-
-        sampled = self._sample_features(root, centers, voxel_batch, bbx_lurb, K)
-        feats = torch.cat([anchor[voxel_batch] - centers, sampled], dim=1)
-        out = self.contact_net(coords.to(torch.int32), feats, B)  # (V, 12)
-        conf, offset, logits = out[:, 0], out[:, 1:4], out[:, 4:]
-        labels = logits.argmax(dim=1)
-
-        refined = anchor.clone()
-        for b in range(B):  # B is the number of persons in a frame: a handful
-            m = voxel_batch == b
-            if m.any():
-                w = torch.softmax(torch.sigmoid(conf[m]), dim=0)
-                r = (w[:, None] * (centers[m] + offset[m])).sum(0)
-                if torch.isfinite(r).all():
-                    refined[b] = r
+        with full_precision(device):
+            out = at_least_float32(out)
+            conf, offset, logits = out[:, 0], out[:, 1:4], out[:, 4:]
+            labels = logits.argmax(dim=1)
+            refined = anchor.clone()
+            for b in range(B):  # B is the number of persons in a frame: a handful
+                m = voxel_batch == b
+                if m.any():
+                    w = torch.softmax(torch.sigmoid(conf[m]), dim=0)
+                    r = (w[:, None] * (centers[m] + offset[m])).sum(0)
+                    if torch.isfinite(r).all():
+                        refined[b] = r
 
         point_labels = labels[point_voxel]
         contact_points, contact_labels = [], []
@@ -200,7 +206,7 @@ class RCNet(nn.Module):
     def _sample_features(root, centers, voxel_batch, bbx_lurb, K) -> torch.Tensor:
         """Bilinear feature-map sample at each voxel centre's projection (zero outside). (V, 32)."""
         B = root.feature_map.shape[0]
-        fmap = root.feature_map
+        fmap = at_least_float32(root.feature_map)
         uv = project_points(centers[:, None, :].to(K.dtype), K[voxel_batch])  # (V, 1, 2)
         uv01 = crop_normalized_coords(uv, bbx_lurb[voxel_batch].to(uv.dtype))  # (V, 1, 2)
         grid = (uv01 * 2 - 1).to(fmap.dtype)
@@ -213,6 +219,37 @@ class RCNet(nn.Module):
         return sampled
 
 
+def voxelise_roi_points(
+    roi_points: list[torch.Tensor], voxel_size: float = C.CONTACT_VOXEL_M, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Voxelise every person's ROI points at once: rows ``(b, floor(p / voxel_size))``.
+
+    The points are cast to float32 and divided in float32, as in the official code, so that a point
+    on a voxel face gets the official's voxel (a float64 division puts some into the neighbour). The
+    divisor is a Python number, as there: on CUDA, torch then multiplies by its float32 reciprocal,
+    as it did for the official code.
+
+    Args:
+        roi_points: B tensors (N_b, 3), camera frame, metres; N_b may be 0.
+        voxel_size: metres.
+        device: where the results live.
+
+    Returns:
+        points (P, 3) float32, point_batch (P,) int64, coords (V, 4) int64 unique ``(b, x, y, z)``
+        rows (sorted), point_voxel (P,) int64 row in ``coords`` of each point's voxel.
+    """
+    points = torch.cat([p.to(device=device, dtype=torch.float32).reshape(-1, 3) for p in roi_points], dim=0)
+    point_batch = torch.cat(
+        [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(roi_points)]
+    )
+    with full_precision(points.device):
+        cells = torch.floor(points / voxel_size).to(torch.int64)
+    if len(cells) == 0:
+        return points, point_batch, cells.new_zeros(0, 4), point_batch.clone()
+    coords, point_voxel = unique_rows(torch.cat([point_batch[:, None], cells], 1))
+    return points, point_batch, coords, point_voxel
+
+
 def select_roi(points_camera: torch.Tensor, root_camera: torch.Tensor, radius: float = C.ROI_RADIUS_M) -> torch.Tensor:
     """Mask of the points within ``radius`` of any of the three ROI anchors of a root.
 
@@ -223,7 +260,9 @@ def select_roi(points_camera: torch.Tensor, root_camera: torch.Tensor, radius: f
         (N,) bool.
     """
     anchors = roi_anchors(root_camera[None])[0]  # (3, 3)
-    return (torch.cdist(points_camera, anchors.to(points_camera.dtype)) <= radius).any(dim=1)
+    with full_precision(points_camera.device):
+        points = at_least_float32(points_camera)
+        return (torch.cdist(points, anchors.to(points.dtype)) <= radius).any(dim=1)
 
 
 def fixed_size_contacts(

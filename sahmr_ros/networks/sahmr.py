@@ -20,6 +20,7 @@ from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
 from sahmr_ros.networks.hrnet import HRNet, HRNetConfig
 from sahmr_ros.networks.mesh_network import MeshNetwork, MeshNetworkConfig, MeshNetworkOutput
+from sahmr_ros.networks.precision import at_least_float32, full_precision
 from sahmr_ros.networks.rcnet import (
     ContactEstimate,
     RCNet,
@@ -74,8 +75,9 @@ class MeshEstimate:
     """Mesh network output moved to the camera frame.
 
     Attributes:
-        vertices_camera: (B, 6890, 3) = root-relative prediction + refined root.
-        joints14_camera: (B, 14, 3) H36M regressor on ``vertices_camera``.
+        vertices_camera: (B, 6890, 3) = root-relative prediction + refined root, float32 (or
+            float64) whatever precision the network ran in.
+        joints14_camera: (B, 14, 3) H36M regressor on ``vertices_camera``, same dtype.
         contact_points_input: (B, 500, 3) root-relative contact points fed to the network.
         contact_labels_input: (B, 500) their labels (0 = padding).
         network: the raw :class:`MeshNetworkOutput` (root-relative).
@@ -131,17 +133,19 @@ class SAHMR(nn.Module):
             crops: (B, 3, 224, 224) in [0, 1].
             contacts: stage 2 output for the same B persons.
         """
-        root = contacts.root_camera  # (B, 3)
-        pts, labels = zip(
-            *(
-                fixed_size_contacts(p - root[b], lab)
-                for b, (p, lab) in enumerate(zip(contacts.contact_points, contacts.contact_labels))
+        root = at_least_float32(contacts.root_camera)  # (B, 3)
+        with full_precision(root.device):  # root-relative contact points: float32 or better
+            pts, labels = zip(
+                *(
+                    fixed_size_contacts(at_least_float32(p) - root[b], lab)
+                    for b, (p, lab) in enumerate(zip(contacts.contact_points, contacts.contact_labels))
+                )
             )
-        )
-        pts, labels = torch.stack(pts), torch.stack(labels)
-        out = self.mesh_network(crops, pts.to(crops.dtype), labels)
-        vertices = out.vertices + root[:, None, :].to(out.vertices.dtype)
-        joints = torch.einsum("jv,bvc->bjc", self.j_regressor14.to(vertices.dtype), vertices)
+            pts, labels = torch.stack(pts), torch.stack(labels)
+        out = self.mesh_network(crops, pts.to(crops.dtype), labels)  # in the caller's precision
+        with full_precision(root.device):  # camera-frame vertices and joints: float32 or better
+            vertices = at_least_float32(out.vertices) + root[:, None, :]
+            joints = torch.einsum("jv,bvc->bjc", self.j_regressor14.to(vertices.dtype), vertices)
         return MeshEstimate(vertices, joints, pts, labels, out)
 
     def forward(self, crops, bbx_lurb, K, frustum_points: list[torch.Tensor]):

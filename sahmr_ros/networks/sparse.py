@@ -22,12 +22,14 @@ same 2x2x2 neighbourhoods, they only differ in which coarse voxels exist (see
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn as nn
+
+from sahmr_ros.networks.precision import at_least_float32, full_precision
 
 try:  # spconv is a hard dependency of the sparse CNN; imported lazily for a clear error.
     import spconv.pytorch as spconv
@@ -169,10 +171,23 @@ class SparseContext:
         return t
 
     def run(self, conv: nn.Module, x: SparseVoxels):
-        """Apply a spconv layer to ``x`` and keep the kernel maps it built (spconv copies the dict)."""
-        with _spconv_threads(x.feats.device):
+        """Apply a spconv layer to ``x`` and keep the kernel maps it built (spconv copies the dict).
+
+        Under autocast on CUDA, spconv casts to fp16 itself. Its CPU path has no autocast rule and no
+        bf16 kernels, so on CPU the convolution runs in float32 with autocast off, and the result
+        has the dtype of ``x``'s features.
+        """
+        dtype = x.feats.dtype
+        device = x.feats.device
+        precision = nullcontext()
+        if device.type == "cpu":
+            precision = full_precision(device)
+            x = x.replace(at_least_float32(x.feats))
+        with _spconv_threads(device), precision:
             out = conv(self.to_spconv(x))
         self.indice_dict = out.indice_dict
+        if out.features.dtype != dtype:
+            out = out.replace_feature(out.features.to(dtype))
         return out
 
     def from_spconv_coords(self, indices: torch.Tensor, stride: int) -> torch.Tensor:

@@ -178,7 +178,8 @@ class SPVCNN(nn.Module):
             (N, out_channels), row i for input voxel i.
         """
         ctx = SparseContext(coords, batch_size, rounding=self.rounding)
-        points = coords[:, 1:].to(feats.dtype)  # one point per input voxel, at its coordinate
+        # one point per input voxel, at its integer coordinate: float32 (bf16 is exact only to 256)
+        points = coords[:, 1:].to(torch.promote_types(feats.dtype, torch.float32))
         batch = coords[:, 0].to(torch.int64)
 
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
