@@ -211,6 +211,33 @@ def test_distortion_vector_lengths_in_the_node(f, model, d, used):
     assert "camera_info.d" in out.error and f"{len(d)} coefficients" in out.error
 
 
+def test_an_image_over_the_pixel_limit_costs_only_its_frame(f):
+    """A 140 kB PNG of 12000 x 12000 zeros with a camera_info of width = height = 0 (no size check
+    there): refused from the PNG header, the pipeline never sees it (before: +2 GB and 9 s)."""
+    import struct
+    import zlib
+
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(bytes(12001)) for _ in range(12000)) + compressor.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    image = f.make("sensor_msgs/msg/CompressedImage", header=_header(f), format="png",
+                   data=f.array(np.frombuffer(png, np.uint8)))
+    info = intrinsics_to_camera_info(f, _header(f), SMALL_K, 0, 0)
+    dets = boxes_to_detections(f, _header(f), [[40.0, 20.0, 100.0, 110.0]])
+    pipe = _RecordingPipeline()
+    core = PerceptionCore(pipe, NodeParams(compressed=True), f)
+    t0 = time.monotonic()
+    out = core.handle(FrameInput(image, info, dets, STAMP), lambda *a: np.eye(4))
+    assert time.monotonic() - t0 < 1.0 and pipe.calls == []
+    assert "compressed_image.data" in out.error and "MAX_IMAGE_PIXELS" in out.error
+    assert core.counts["frames_failed"] == 1
+
+
 def test_frame_errors_name_topic_and_field_and_are_counted(f, pipeline, demo_scene):
     core = PerceptionCore(pipeline, NodeParams(), f)
     frame = _messages(f, demo_scene)
