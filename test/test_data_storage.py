@@ -277,3 +277,213 @@ def test_map_style_index(tmp_path):
     loader = DataLoader(test, batch_size=3, num_workers=2, collate_fn=collate_samples)
     assert sorted(_keys(loader)) == sorted(s.key for s in samples[:4])
     assert ds.scene("room_0") is ds.scene("room_0")
+
+
+# --- official RICH / PROX evaluation data ---------------------------------------------------------------
+NX = 10475  # SMPL-X vertices
+
+
+def _official_assets(tmp_path: Path, rng: np.random.Generator) -> dict:
+    """Fake J_regressor, part ids and SMPL-X -> SMPL transfer (selection of the first 6890 vertices)."""
+    import pickle
+
+    import scipy.sparse
+
+    reg = rng.uniform(size=(17, C.NUM_VERTICES))
+    reg /= reg.sum(1, keepdims=True)
+    parts = rng.integers(0, 8, size=C.NUM_VERTICES)
+    mtx = scipy.sparse.csr_matrix((np.ones(C.NUM_VERTICES), (np.arange(C.NUM_VERTICES), np.arange(C.NUM_VERTICES))),
+                                  shape=(C.NUM_VERTICES, 2 * NX))  # the release's matrix also has 2 x 10475 columns
+    transfer = tmp_path / "models" / "model_transfer" / "smplx2smplh_deftrafo_setup.pkl"
+    transfer.parent.mkdir(parents=True)
+    with open(transfer, "wb") as f:
+        pickle.dump({"mtx": mtx}, f, protocol=2)
+    np.save(tmp_path / "models" / C.H36M_REGRESSOR_FILENAME, reg)
+    np.save(tmp_path / "models" / C.SEG_PART_INFO_FILENAME,
+            np.array({"predefined_segparts": list(C.SEG_PART_NAMES), "verts6890_pids": parts.astype(np.float64),
+                      "verts431_pids": np.zeros(C.NUM_VERTICES_COARSE)}, dtype=object), allow_pickle=True)
+    return {"reg": reg, "parts": parts, "transfer": transfer, "model_dir": tmp_path / "models"}
+
+
+def _smplx_body(rng: np.random.Generator, centre) -> np.ndarray:
+    return (np.asarray(centre) + rng.normal(scale=0.3, size=(NX, 3))).astype(np.float32).astype(np.float64)
+
+
+def _official_scene_files(folder: Path, stem: str, sdf_stem: str, json_stem: str, rng, body) -> tuple:
+    from sahmr_ros.io import write_mesh  # noqa: F401  (imported by the callers' meshes)
+
+    near = body[rng.choice(C.NUM_VERTICES, 200)] + rng.uniform(-0.06, 0.06, size=(200, 3))
+    cloud = np.concatenate([near, rng.uniform(-5, 5, size=(100, 3))]).astype(np.float32)
+    np.save(folder / f"{stem}.npy", np.array({"points": cloud, "pitch": np.array([0.02])}, dtype=object),
+            allow_pickle=True)
+    sdf = rng.normal(size=4 ** 3).astype(np.float32)
+    np.save(folder / f"{sdf_stem}.npy", sdf)
+    (folder / f"{json_stem}.json").write_text(json.dumps({"min": [-1, -2, -3], "max": [1, 2, 3], "dim": 4}))
+    return cloud, sdf
+
+
+def _brute_force_labels(cloud, verts, parts, exclude=()) -> np.ndarray:
+    keep = (parts != 0) & ~np.isin(parts, exclude)
+    d = np.linalg.norm(cloud[:, None].astype(np.float64) - verts[keep][None], axis=-1)
+    return np.where(d.min(1) < 0.07, parts[keep][d.argmin(1)], 0)
+
+
+def _write_rich(root: Path, rng, assets) -> dict:
+    from sahmr_ros.io import write_mesh
+
+    support = root / "sahmr_support"
+    info = support / "scene_info" / "Gym"
+    (info / "calibration").mkdir(parents=True)
+    T_w2c = np.eye(4)
+    T_w2c[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])  # world z up -> camera y down
+    T_w2c[:3, 3] = [0.1, 1.2, 4.0]
+    K_full = np.array([[4000.0, 0, 2056], [0, 4010.0, 1504], [0, 0, 1]])
+    data = "<data>{}</data>"
+    (info / "calibration" / "003.xml").write_text(
+        '<?xml version="1.0"?>\n<opencv_storage>\n'
+        f'<CameraMatrix type_id="opencv-matrix"><rows>3</rows><cols>4</cols><dt>d</dt>'
+        f'{data.format(" ".join(map(repr, T_w2c[:3].ravel().tolist())))}</CameraMatrix>\n'
+        f'<Intrinsics type_id="opencv-matrix"><rows>3</rows><cols>3</cols><dt>d</dt>'
+        f'{data.format(" ".join(map(repr, K_full.ravel().tolist())))}</Intrinsics>\n'
+        f'<Distortion type_id="opencv-matrix"><rows>5</rows><cols>1</cols><dt>d</dt>'
+        f'{data.format("0.01 -0.02 0 0 0")}</Distortion>\n</opencv_storage>\n')
+    body = _smplx_body(rng, [0.0, 0.0, 0.9])
+    cloud, sdf = _official_scene_files(info, "scan_camcoord_world", "scan_camcoord_mysdf", "scan_camcoord_mysdf",
+                                       rng, body)
+    test = support / "test_split"
+    for d in ("meta", "image", "gt_smplx_mesh", "contact/Gym_013_pushup1/cam_03"):
+        (test / d).mkdir(parents=True)
+    metas, truth = [], []
+    for i in range(2):
+        img_key = f"Gym_013_pushup1_{i:05d}_03"
+        verts = body + i * 0.01
+        write_mesh(test / "gt_smplx_mesh" / f"{img_key}.ply", verts, np.array([[0, 1, 2]]))
+        contact = rng.uniform(size=C.NUM_VERTICES) < 0.2
+        np.save(test / "contact" / "Gym_013_pushup1" / "cam_03" / f"{i:05d}.npy", np.packbits(contact))
+        image = rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+        from PIL import Image
+        Image.fromarray(image).save(test / "image" / f"{img_key}.png")
+        lurb = np.array([1500.0 + 10 * i, 800.0, 2300.0 + 10 * i, 1600.0])
+        metas.append({"img_key": img_key, "cam_key": "Gym_3", "cap_name": "Gym", "scan_name": "scan_camcoord",
+                      "scene_key": "Gym_scan_camcoord", "seq_name": "Gym_013_pushup1", "frame_name": f"{i:05d}",
+                      "gender": "male", "test_squared_bbx_lurb": lurb,
+                      "contact_file": f"/data/RICH/test_contact/Gym_013_pushup1/cam_03/{i:05d}.npy"})
+        truth.append({"verts": verts, "contact": contact, "image": image, "lurb": lurb})
+    np.save(test / "meta" / "test3116.npy", np.array(metas, dtype=object), allow_pickle=True)
+    return {"T_w2c": T_w2c, "K_full": K_full, "cloud": cloud, "sdf": sdf, "truth": truth}
+
+
+def test_official_rich_reader_on_the_release_layout(tmp_path):
+    from sahmr_ros.data.official import OfficialRichTest, detect_official, open_official
+    from sahmr_ros.geometry import square_crop_boxes
+
+    rng = np.random.default_rng(0)
+    assets = _official_assets(tmp_path, rng)
+    fx = _write_rich(tmp_path / "RICH", rng, assets)
+    assert detect_official(tmp_path / "RICH") == "rich"
+    ds = OfficialRichTest(tmp_path / "RICH", assets["reg"], assets["transfer"], assets["parts"])
+    assert len(ds) == 2 and ds.scene_ids == ["Gym_scan_camcoord"]
+    for i, truth in enumerate(fx["truth"]):
+        s = ds[i]
+        p = s.persons[0]
+        np.testing.assert_array_equal(s.image, truth["image"])
+        np.testing.assert_allclose(s.T_map_camera, np.linalg.inv(fx["T_w2c"]), atol=1e-12)
+        verts = truth["verts"][:C.NUM_VERTICES]
+        np.testing.assert_allclose(p.vertices_map, verts, atol=1e-6)
+        cam = verts @ fx["T_w2c"][:3, :3].T + fx["T_w2c"][:3, 3]
+        np.testing.assert_allclose(p.vertices_camera, cam, atol=1e-5)
+        np.testing.assert_allclose(p.root_map, assets["reg"][0] @ verts, atol=1e-6)
+        np.testing.assert_allclose(p.joints14_camera, (assets["reg"] @ cam)[list(C.H36M_J17_TO_J14)], atol=1e-5)
+        np.testing.assert_array_equal(p.vertex_contact, truth["contact"])
+        assert p.category == "pushup" and s.sequence_id == "Gym_013_pushup1" and s.frame_index == i
+        # crop intrinsics: a point projects to (original pixel - corner) * scale
+        uv_full = cam @ fx["K_full"].T
+        uv_full = uv_full[:, :2] / uv_full[:, 2:]
+        uv_crop = cam @ s.K.T
+        lurb = truth["lurb"]
+        np.testing.assert_allclose(uv_crop[:, :2] / uv_crop[:, 2:], (uv_full - lurb[:2]) * 223 / (lurb[2] - lurb[0]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(square_crop_boxes(p.box_xyxy[None])[0], [0, 0, 223, 223], atol=1e-9)
+        labels = _brute_force_labels(fx["cloud"], p.vertices_map.astype(np.float64), assets["parts"])
+        np.testing.assert_array_equal(p.scene_contact_indices, np.flatnonzero(labels))
+        np.testing.assert_array_equal(p.scene_contact_labels, labels[labels > 0])
+        assert len(p.scene_contact_indices) > 0
+    scene = ds.scene(s.scene_id)
+    np.testing.assert_array_equal(scene.cloud, fx["cloud"])
+    np.testing.assert_array_equal(scene.sdf.values, fx["sdf"].reshape(4, 4, 4))
+    np.testing.assert_array_equal(scene.sdf.bounds_min, [-1, -2, -3])
+    # the same command path: the model directory's files, and the samples store in shards unchanged
+    ds2 = open_official(tmp_path / "RICH" / "sahmr_support", assets["model_dir"])
+    assert_samples_equal(ds2[1], ds[1])
+    root = write_dir(tmp_path / "shards", [ds[0], ds[1]], scenes=[scene])
+    for a, b in zip([ds[0], ds[1]], ShardReader(root)):
+        assert_samples_equal(a, b)
+
+
+def test_official_prox_reader_on_the_release_layout(tmp_path):
+    import pickle
+
+    from PIL import Image
+
+    from sahmr_ros.data.official import OfficialProxQuant, detect_official
+    from sahmr_ros.io import read_image, write_mesh
+
+    rng = np.random.default_rng(1)
+    assets = _official_assets(tmp_path, rng)
+    support = tmp_path / "PROX" / "quantitative" / "sahmr_support"
+    for d in ("meta", "img2gtbbx", "vicon/calibration", "image/vicon_03301_01/Color", "gt_mosh_mesh/vicon_03301_01"):
+        (support / d).mkdir(parents=True)
+    T_c2w = np.eye(4)
+    T_c2w[:3, :3] = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]])
+    T_c2w[:3, 3] = [1.0, 2.0, 1.5]
+    (support / "vicon/calibration/cam2world_vicon.json").write_text(json.dumps(T_c2w.tolist()))
+    (support / "vicon/calibration/Color.json").write_text(json.dumps(
+        {"f": [1060.5, 1060.4], "c": [951.3, 536.1], "k": [0.05, -0.1, 0, 0, 0], "name": "Color"}))
+    body_cam = _smplx_body(rng, [0.0, 0.2, 2.5])
+    body_map = body_cam[:C.NUM_VERTICES] @ T_c2w[:3, :3].T + T_c2w[:3, 3]
+    cloud, _ = _official_scene_files(support / "vicon", "vicon_voxel_world", "vicon_sdf", "vicon", rng,
+                                     np.concatenate([body_map, body_map[:NX - C.NUM_VERTICES]]))
+    img_key = "vicon_03301_01_s001_frame_00001__00.00.00.029"
+    write_mesh(support / "gt_mosh_mesh/vicon_03301_01/s001_frame_00001.ply", body_cam, np.array([[0, 1, 2]]))
+    Image.fromarray(rng.integers(0, 256, size=(54, 96, 3), dtype=np.uint8)).save(
+        support / "image/vicon_03301_01/Color/s001_frame_00001.jpg")
+    with open(support / "meta/mosh_mesh_test.pkl", "wb") as f:
+        pickle.dump([{"img_key": img_key, "scene_name": "vicon",
+                      "img_file": "/d/PROX/quantitative/recordings/vicon_03301_01/Color/s001_frame_00001.jpg",
+                      "body_file": "/d/PROX/quantitative/mosh/vicon_03301_01/s001_frame_00001.ply"}], f)
+    with open(support / "img2gtbbx/mosh_mesh.pkl", "wb") as f:
+        pickle.dump({img_key: np.array([30.0, 5.0, 60.0, 50.0])}, f)
+    assert detect_official(tmp_path / "PROX" / "quantitative") == "prox"
+    ds = OfficialProxQuant(tmp_path / "PROX" / "quantitative", assets["reg"], assets["transfer"], assets["parts"])
+    s = ds[0]
+    p = s.persons[0]
+    assert s.key == "vicon_03301_01_s001_frame_00001__00-00-00-029" and s.extra["img_key"] == img_key
+    raw = read_image(support / "image/vicon_03301_01/Color/s001_frame_00001.jpg")
+    np.testing.assert_array_equal(s.image, raw[:, ::-1])  # mirrored as the official loader does
+    np.testing.assert_allclose(s.K, [[1060.5, 0, 951.3], [0, 1060.4, 536.1], [0, 0, 1]])
+    np.testing.assert_allclose(s.T_map_camera, T_c2w)
+    np.testing.assert_array_equal(p.box_xyxy, [30, 5, 60, 50])
+    np.testing.assert_allclose(p.vertices_map, body_map, atol=1e-5)
+    np.testing.assert_allclose(p.vertices_camera, body_cam[:C.NUM_VERTICES], atol=1e-5)
+    assert not p.vertex_contact.any() and s.distortion_model == "none"
+    labels = _brute_force_labels(cloud, p.vertices_map.astype(np.float64), assets["parts"], exclude=(3, 4))
+    np.testing.assert_array_equal(p.scene_contact_indices, np.flatnonzero(labels))
+    assert not np.isin(p.scene_contact_labels, [3, 4]).any()
+    assert ds.scene("vicon").sdf.values.shape == (4, 4, 4)
+
+
+def test_official_reader_names_missing_files(tmp_path):
+    from sahmr_ros.data.official import OfficialRichTest, load_smplx_to_smpl, open_official
+
+    with pytest.raises(InputError, match="smpl-x.is.tue.mpg.de"):
+        load_smplx_to_smpl(tmp_path / "nope.pkl")
+    with pytest.raises(InputError, match="no official SA-HMR evaluation data"):
+        open_official(tmp_path, tmp_path)
+    rng = np.random.default_rng(2)
+    assets = _official_assets(tmp_path, rng)
+    _write_rich(tmp_path / "RICH", rng, assets)
+    mesh = next((tmp_path / "RICH/sahmr_support/test_split/gt_smplx_mesh").glob("*.ply"))
+    mesh.unlink()
+    ds = OfficialRichTest(tmp_path / "RICH", assets["reg"], assets["transfer"])
+    with pytest.raises(InputError, match=mesh.name):
+        [ds[i] for i in range(len(ds))]

@@ -6,10 +6,13 @@ No ROS imports. See :mod:`sahmr_ros.data.sample` for the layout of one sample an
 from __future__ import annotations
 
 from sahmr_ros.data.dataset import SceneCache, ShardIndex, ShardStream, collate_samples
+from sahmr_ros.data.official import OfficialProxQuant, OfficialRichTest, detect_official, open_official
 from sahmr_ros.data.sample import Person, Sample, Scene
 from sahmr_ros.data.shards import ShardReader, ShardWriter, read_manifest, read_scene
 
 __all__ = [
+    "OfficialProxQuant",
+    "OfficialRichTest",
     "Person",
     "Sample",
     "Scene",
@@ -19,6 +22,8 @@ __all__ = [
     "ShardStream",
     "ShardWriter",
     "collate_samples",
+    "detect_official",
+    "open_official",
     "read_manifest",
     "read_scene",
 ]
