@@ -170,7 +170,7 @@ def _read_mesh_vertices(path: Path) -> np.ndarray:
 
 
 def _after(value: Any, marker: str, what: str) -> str:
-    """Return the part of an official absolute path after ``marker`` (official: ``s[s.find(marker) + len(marker):]``)."""
+    """Return what follows ``marker`` in an official absolute path (``s[s.find(marker) + len(marker):]``)."""
     s = str(value)
     i = s.find(marker)
     if i < 0:
