@@ -126,20 +126,19 @@ class ShardStream(IterableDataset):
         return int(counts["per_split"].get(self.split, {}).get("samples", 0))
 
     def _samples(self, slot: int, count: int) -> Iterator[Sample]:
-        shards = list(self.reader.shard_paths)
-        rng = random.Random(self.seed + self.epoch)
+        shards = [(path, int(entry["samples"])) for path, entry in
+                  zip(self.reader.shard_paths, self.reader.manifest["shards"])]
         if self.shuffle:
-            rng.shuffle(shards)
+            random.Random(self.seed + self.epoch).shuffle(shards)
         if len(shards) >= count:  # whole shards per reader
-            for path in shards[slot::count]:
+            for path, _ in shards[slot::count]:
                 yield from self.reader.iter_shard(path)
-        else:  # fewer shards than readers: deal samples round-robin (every reader decodes only its own)
-            i = 0
-            for path in shards:
-                for sample in self.reader.iter_shard(path):
-                    if i % count == slot:
-                        yield sample
-                    i += 1
+            return
+        # fewer shards than readers: deal samples round-robin; each reader decodes only its own
+        start = 0
+        for path, n in shards:
+            yield from self.reader.iter_shard(path, select=_RoundRobin(start, slot, count))
+            start += n
 
     def __iter__(self) -> Iterator[Any]:
         slot, count = _reader_slot(self.rank, self.world_size)
@@ -148,6 +147,16 @@ class ShardStream(IterableDataset):
             stream = _buffer_shuffle(stream, self.shuffle_buffer, random.Random(self.seed + self.epoch + 7919 * slot))
         for sample in stream:
             yield self.transform(sample, self.scenes)
+
+
+class _RoundRobin:
+    """``select`` of :meth:`ShardReader.iter_shard`: sample i of a shard starting at ``start`` is ours."""
+
+    def __init__(self, start: int, slot: int, count: int):
+        self.start, self.slot, self.count = start, slot, count
+
+    def __call__(self, i: int) -> bool:
+        return (self.start + i) % self.count == self.slot
 
 
 def _buffer_shuffle(items: Iterator, size: int, rng: random.Random) -> Iterator:

@@ -33,7 +33,7 @@ import warnings
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -453,8 +453,13 @@ class ShardReader:
                 return s
         return None
 
-    def iter_shard(self, path: str | Path) -> Iterator[Sample]:
+    def iter_shard(self, path: str | Path, select: Callable[[int], bool] | None = None) -> Iterator[Sample]:
         """Decode the samples of one shard in order; checks the count (and sha256) from the manifest.
+
+        Args:
+            path: the shard.
+            select: ``select(i)`` says whether to decode the shard's i-th sample (None: all); the others
+                are skipped without decoding.
 
         Raises:
             InputError: naming the shard, for a missing, truncated or corrupt file.
@@ -467,7 +472,8 @@ class ShardReader:
             raise InputError(f"{path}: sha256 differs from the manifest's; the file is corrupt; regenerate it")
         count = 0
         for key, members in iter_tar_groups(path):
-            yield decode_sample(members, key, str(path))
+            if select is None or select(count):
+                yield decode_sample(members, key, str(path))
             count += 1
         if entry is not None and count != entry.get("samples"):
             raise InputError(f"{path}: holds {count} samples, the manifest lists {entry.get('samples')}; the file "
