@@ -63,3 +63,71 @@ def infer_args(files: dict, checkpoint, out, **override) -> list[str]:
     for box in files["boxes"]:
         args += ["--box", box]
     return args
+
+
+CAMERA_FRAME = "camera"
+
+
+class NodeHarness:
+    """The node's callbacks wired as ``sahmr_node`` wires them (own worker thread), without rclpy.
+
+    The last ``keep`` outputs go to :attr:`published` (FrameOutput; a mesh marker array is ~1 MB per
+    person, so long runs keep few), every published stamp to :meth:`served`, log lines to
+    :attr:`lines`; :meth:`frame` sends one complete valid frame (TF, image, camera_info, detections)
+    and waits until the worker is idle.
+    """
+
+    def __init__(self, factory, pipeline, params=None, keep: int = 8):
+        import collections
+
+        from sahmr_ros.ros.callbacks import NodeCallbacks
+        from sahmr_ros.ros.core import NodeParams, PerceptionCore
+
+        params = params or NodeParams(tf_timeout_s=0.0)
+        self.f = factory
+        self.published = collections.deque(maxlen=keep)
+        self.lines, self._served = [], []
+        self.core = PerceptionCore(pipeline, params, factory)
+        self.cb = NodeCallbacks(self.core, self._publish, lambda level, line: self.lines.append(line),
+                                tf_wait_s=params.tf_timeout_s, log_period_s=0.0)
+
+    def _publish(self, out):
+        self.published.append(out)
+        self._served.append(out.stamp_ns)
+
+    def header(self, stamp, frame=CAMERA_FRAME):
+        from sahmr_ros.ros.messages import ns_to_time
+
+        return self.f.make("std_msgs/msg/Header", stamp=ns_to_time(self.f, stamp), frame_id=frame)
+
+    def tf(self, stamp, T, parent="map", child=CAMERA_FRAME, static=False):
+        from sahmr_ros.ros.conversions import matrix_to_transform
+
+        self.cb.on_tf(self.f.make("tf2_msgs/msg/TFMessage",
+                                  transforms=[matrix_to_transform(self.f, self.header(stamp, parent), child, T)]),
+                      static)
+
+    def frame(self, scene, stamp, boxes=None, tf=True):
+        """Send TF, image, camera_info and detections stamped ``stamp``; wait until processed."""
+        from sahmr_ros.ros.conversions import boxes_to_detections, intrinsics_to_camera_info, rgb_to_image
+
+        if tf:
+            self.tf(stamp, scene.T_map_camera)
+        h, w = scene.image.shape[:2]
+        boxes = scene.boxes if boxes is None else boxes
+        self.cb.on_input("image", rgb_to_image(self.f, self.header(stamp), scene.image))
+        self.cb.on_input("camera_info", intrinsics_to_camera_info(self.f, self.header(stamp), scene.K, w, h))
+        self.cb.on_input("detections", boxes_to_detections(self.f, self.header(stamp), boxes))
+        self.wait()
+
+    def wait(self, timeout_s: float = 60.0):
+        """Wait until the worker has nothing pending or running."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.cb.worker.idle() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def served(self):
+        """Stamps of the frames published so far."""
+        return list(self._served)

@@ -530,9 +530,16 @@ def test_camera_info_round_trip(ts, fac):
     k = [612.5, 0.0, 321.2, 0.0, 611.9, 238.7, 0.0, 0.0, 1.0]
     msg = fac.make("sensor_msgs/msg/CameraInfo", header=header(fac, "cam_optical"), height=480, width=640,
                    distortion_model="plumb_bob", d=[-0.28, 0.07, 0.0005, -0.0002, 0.0], k=k)
-    K, model, D = cv.camera_info_to_intrinsics(cdr(ts, msg))
+    K, model, D, width, height, P = cv.camera_info_to_intrinsics(cdr(ts, msg))
     np.testing.assert_array_equal(K, np.asarray(k).reshape(3, 3))
     assert model == "plumb_bob" and D.tolist() == [-0.28, 0.07, 0.0005, -0.0002, 0.0]
+    assert (width, height) == (640, 480) and P is None  # an all-zero p is no projection
+    msg.p = np.hstack([np.asarray(k).reshape(3, 3), [[1.0], [2.0], [3.0]]]).reshape(-1)
+    np.testing.assert_array_equal(cv.camera_info_to_intrinsics(cdr(ts, msg)).P[:, 3], [1.0, 2.0, 3.0])
+    for bad in (float("inf"), -1):
+        msg.width = bad
+        with pytest.raises(MessageError, match="camera_info.width"):
+            cv.camera_info_to_intrinsics(msg)
     ros1 = types.SimpleNamespace(K=tuple(k), D=[0.1], distortion_model="rational_polynomial")
     info = cv.camera_info_to_intrinsics(ros1)
     assert info.K[1, 2] == 238.7 and info.D.tolist() == [0.1] and info.distortion_model == "rational_polynomial"

@@ -396,6 +396,16 @@ def test_one_bad_transform_costs_only_itself(bad, field):
     assert np.allclose(buf.lookup("map", "base", 5 * S), pose(np.eye(3), [1, 2, 3]))
 
 
+def test_frame_count_is_bounded():
+    buf = TransformBuffer(max_frames=4)
+    buf.add_tf_message(tf_msg(("map", "a", 0, (0, 0, 0), (0, 0, 0, 1)), ("map", "b", 0, (0, 0, 0), (0, 0, 0, 1))))
+    buf.set_transform("a", "c", 0, np.eye(4))
+    with pytest.raises(InputError, match="already knows 4 frames"):
+        buf.set_transform("a", "d", 0, np.eye(4))
+    buf.set_transform("b", "c", 0, np.eye(4))  # re-parenting a known frame adds none
+    assert buf.frames() == ["a", "b", "c", "map"]
+
+
 def test_nanosec_out_of_range_is_named():
     msg = tf_msg(("map", "cam", 0, (0, 0, 0), (0, 0, 0, 1)))
     msg.transforms[0].header.stamp.nanosec = 10**9
@@ -587,7 +597,7 @@ def test_jump_back_resets_after_a_future_stamped_frame():
     assert stamps_of(feed(sync, [(IMG, future), (INFO, future), (DET, future)])) == [(future,) * 3]
     t = now + S // 10
     assert stamps_of(feed(sync, [(IMG, t), (INFO, t), (DET, t)])) == [(t,) * 3]
-    assert sync.time_jumps == 1  # detected once (image); the reset also cleared the other streams
+    assert sync.time_jumps == 3  # each stream starts over when its own time jumps
 
 
 def test_lone_future_images_block_only_until_the_next_image():
@@ -610,7 +620,15 @@ def test_bag_loop_replays_every_frame_again():
         for t in stamps:
             out += feed(sync, [(IMG, t), (INFO, t), (DET, t)])
     assert stamps_of(out) == [(t,) * 3 for t in stamps] * 2
-    assert sync.time_jumps == 1
+    assert sync.time_jumps == 3
+
+
+def test_a_glitch_on_one_stream_costs_no_frame_of_the_others():
+    sync = ApproximateSynchronizer(3, slop_s=0.01)
+    now = 1_700_000_000 * S
+    feed(sync, [(DET, now + 10**6 * S)])  # one detection stamped far in the future
+    out = feed(sync, [(IMG, now), (INFO, now), (DET, now)])  # the image and info queued before the jump stay
+    assert stamps_of(out) == [(now,) * 3] and sync.time_jumps == 1 and sync.dropped == [0, 0, 1]
 
 
 def test_small_reorders_are_not_time_jumps():

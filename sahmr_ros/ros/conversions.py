@@ -116,6 +116,12 @@ def _uint(value: Any, field: str, topic: str | None) -> int:
     return out
 
 
+def _bool(value: Any, field: str, topic: str | None) -> bool:
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise MessageError(field, f"expected a bool, got {type(value).__name__} {value!r:.40}", topic)
+
+
 def _float(value: Any, field: str, topic: str | None) -> float:
     try:
         out = float(value)
@@ -176,8 +182,19 @@ def _float_array(value: Any, field: str, topic: str | None) -> np.ndarray:
         if isinstance(value, array.array):
             return np.asarray(value.tolist(), dtype=np.float64)
         return np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MessageError(field, "expected a sequence of numbers", topic) from None
+
+
+def header_frame_id(msg: Any, field: str, topic: str | None = None) -> str:
+    """``msg.header.frame_id`` without a leading ``/`` (tf2 style); ``""`` when empty.
+
+    Raises:
+        MessageError: no header, or a frame id that is not text (``field`` names it).
+    """
+    header = _get(msg, "header", field.rsplit(".", 2)[0], topic, "message with a std_msgs/Header")
+    frame = _str(_get(header, "frame_id", field.rsplit(".", 1)[0], topic, "std_msgs/msg/Header"), field, topic)
+    return frame.lstrip("/")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -307,7 +324,7 @@ def pointcloud2_to_xyz(msg: Any, topic: str | None = None,
     width = _uint(_get(msg, "width", where, topic, kind), f"{where}.width", topic)
     point_step = _uint(_get(msg, "point_step", where, topic, kind), f"{where}.point_step", topic)
     row_step = _uint(_get(msg, "row_step", where, topic, kind), f"{where}.row_step", topic)
-    big_endian = bool(_get(msg, "is_bigendian", where, topic, kind))
+    big_endian = _bool(_get(msg, "is_bigendian", where, topic, kind), f"{where}.is_bigendian", topic)
     fields = _get(msg, "fields", where, topic, kind)
     data = _byte_buffer(_get(msg, "data", where, topic, kind), f"{where}.data", topic)
 
@@ -469,21 +486,28 @@ class CameraIntrinsics(NamedTuple):
         K: (3, 3) float64 in pixels.
         distortion_model: ``plumb_bob``, ``rational_polynomial``, ... (may be empty).
         D: (n,) float64 distortion coefficients (OpenCV order; may be empty).
+        width, height: the calibrated image size in pixels (0 = not given).
+        P: (3, 4) float64 projection of the rectified image, or None when absent or unusable
+            (not 12 finite numbers with positive focal lengths).
     """
 
     K: np.ndarray
     distortion_model: str
     D: np.ndarray
+    width: int = 0
+    height: int = 0
+    P: np.ndarray | None = None
 
 
 def camera_info_to_intrinsics(msg: Any, topic: str | None = None) -> CameraIntrinsics:
-    """``sensor_msgs/msg/CameraInfo`` -> :class:`CameraIntrinsics` ``(K, distortion_model, D)``.
+    """``sensor_msgs/msg/CameraInfo`` -> :class:`CameraIntrinsics` ``(K, distortion_model, D, width, height, P)``.
 
-    Reads ``k`` / ``d`` (ROS 2) or ``K`` / ``D`` (ROS 1 style duck types).
+    Reads ``k`` / ``d`` / ``p`` (ROS 2) or ``K`` / ``D`` / ``P`` (ROS 1 style duck types).
 
     Raises:
         MessageError: ``k`` not 9 numbers, non-finite entries, ``fx`` / ``fy`` not > 0, ``cx`` / ``cy``
-            zero (an uncalibrated camera publishes all zeros: calibrate it), non-finite ``d``.
+            zero (an uncalibrated camera publishes all zeros: calibrate it), non-finite ``d``, a
+            ``width`` / ``height`` that is not an unsigned integer.
     """
     where = "camera_info"
     if hasattr(msg, "k"):
@@ -506,7 +530,16 @@ def camera_info_to_intrinsics(msg: Any, topic: str | None = None) -> CameraIntri
     if not np.isfinite(D).all():
         raise MessageError(f"{where}.{d_name}", f"contains NaN or inf: {D.tolist()}", topic)
     model = _str(getattr(msg, "distortion_model", ""), f"{where}.distortion_model", topic)
-    return CameraIntrinsics(K.reshape(3, 3), model, D)
+    width = _uint(getattr(msg, "width", 0), f"{where}.width", topic)
+    height = _uint(getattr(msg, "height", 0), f"{where}.height", topic)
+    p_name = "p" if hasattr(msg, "p") else "P"
+    try:
+        P = _float_array(getattr(msg, p_name, ()), f"{where}.{p_name}", topic)
+    except MessageError:
+        P = None
+    if P is None or P.size != 12 or not np.isfinite(P).all() or P[0] <= 0 or P[5] <= 0:
+        P = None
+    return CameraIntrinsics(K.reshape(3, 3), model, D, width, height, None if P is None else P.reshape(3, 4))
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,6 +36,7 @@ from sahmr_ros.ros.conversions import (
     contacts_to_pointcloud2,
     detections_to_boxes,
     diagnostics,
+    header_frame_id,
     human_mesh_array,
     image_to_rgb,
     mesh_markers,
@@ -187,8 +188,11 @@ class FrameInput(NamedTuple):
 
     @property
     def camera_frame(self) -> str:
-        """The image's frame id without a leading ``/`` (tf2 style); may be empty."""
-        return (self.image.header.frame_id or "").lstrip("/")
+        """The image's frame id without a leading ``/`` (tf2 style); empty when missing or not text."""
+        try:
+            return header_frame_id(self.image, "image.header.frame_id")
+        except MessageError:
+            return ""
 
 
 @dataclass
@@ -259,8 +263,8 @@ class PerceptionCore:
             MessageError: malformed cloud, wrong frame, no finite point (the old scene is kept).
         """
         topic = self.params.scene_topic
-        frame = getattr(getattr(msg, "header", None), "frame_id", "")
-        if frame and frame.lstrip("/") != self.params.map_frame:
+        frame = header_frame_id(msg, "point_cloud.header.frame_id", topic)
+        if frame and frame != self.params.map_frame:
             raise MessageError("point_cloud.header.frame_id", f"is {frame!r}, expected the map frame "
                                f"{self.params.map_frame!r}: publish the scene in the map frame or set map_frame",
                                topic)
@@ -328,11 +332,11 @@ class PerceptionCore:
 
     def _process(self, frame: FrameInput, lookup: Lookup, out: FrameOutput) -> None:
         p = self.params
-        image_frame = frame.camera_frame
+        image_frame = header_frame_id(frame.image, "image.header.frame_id", p.image_topic)
         if not image_frame:
             raise MessageError("image.header.frame_id", "is empty; the camera's optical frame is needed for TF",
                                p.image_topic)
-        det_frame = (frame.detections.header.frame_id or "").lstrip("/")
+        det_frame = header_frame_id(frame.detections, "detections.header.frame_id", p.detections_topic)
         if det_frame and det_frame != image_frame:
             raise MessageError("detections.header.frame_id", f"is {det_frame!r} but the image's is {image_frame!r}; "
                                "detections must be boxes in this image", p.detections_topic)
@@ -377,19 +381,17 @@ class PerceptionCore:
         p = self.params
         intr = camera_info_to_intrinsics(camera_info, topic=p.camera_info_topic)
         height, width = rgb.shape[:2]
-        for name, value, actual in (("width", getattr(camera_info, "width", 0), width),
-                                    ("height", getattr(camera_info, "height", 0), height)):
-            if value and int(value) != actual:
+        for name, value, actual in (("width", intr.width, width), ("height", intr.height, height)):
+            if value and value != actual:
                 raise MessageError(f"camera_info.{name}", f"is {value} but the image is {width}x{height}; "
                                    "publish the camera_info of this image resolution", p.camera_info_topic)
         if not np.any(intr.D != 0):
             return intr.K, None
         if p.distortion == "rectified":
-            P = np.asarray(getattr(camera_info, "p", getattr(camera_info, "P", ())), dtype=np.float64)
-            if P.size != 12 or P[0] <= 0 or P[5] <= 0:
+            if intr.P is None:
                 raise MessageError("camera_info.p", "distortion:=rectified needs a valid 3x4 projection p",
                                    p.camera_info_topic)
-            return P.reshape(3, 4)[:, :3].copy(), None
+            return intr.P[:, :3].copy(), None
         if p.distortion == "refuse":
             raise MessageError("camera_info.d", f"non-zero {intr.distortion_model or 'unnamed'} distortion "
                                f"({intr.D.size} coefficients); publish the rectified image with "

@@ -114,9 +114,12 @@ class ApproximateSynchronizer:
 
     **Time jumps back.** A message stamped more than ``jump_back_s`` before the newest message seen
     on its stream means that stream's time jumped back (a bag replayed with ``--loop``, a sim-time
-    reset, or real stamps again after a clock glitch stamped messages far in the future). The
-    synchroniser then starts over (:meth:`reset`) before queueing the message, and counts it in
-    :attr:`time_jumps`. So a far-future stamp blocks at most until its stream's next message.
+    reset, or real stamps again after a clock glitch stamped messages far in the future). That
+    stream then starts over before the message is queued: its queue, last emitted and newest
+    stamps are forgotten (counted in :attr:`time_jumps`). The other streams keep what they hold;
+    each starts over when its own time jumps (a bag loop reaches them one by one). So a far-future
+    stamp blocks at most until its stream's next message, and a glitch on one stream costs no frame
+    of the others.
 
     Other details: queues are kept sorted by stamp, so out-of-order arrival within a stream is
     fine; a queue longer than ``queue_size`` drops its oldest message (counted); a message whose
@@ -177,7 +180,7 @@ class ApproximateSynchronizer:
         stamp = _as_ns(stamp_ns, "stamp_ns")
         newest = self._newest_ns[i]
         if newest is not None and stamp < newest - self.jump_back_ns:
-            self.reset()
+            self._reset_stream(i)
             self.time_jumps += 1
             newest = None
         self._newest_ns[i] = stamp if newest is None else max(stamp, newest)
@@ -214,13 +217,16 @@ class ApproximateSynchronizer:
         :attr:`time_jumps` counters are kept.
         """
         for i in range(self.n_streams):
-            self.dropped[i] += len(self._stamps[i])
-            self._stamps[i].clear()
-            self._msgs[i].clear()
-            self.last_emitted_ns[i] = None
-            self._newest_ns[i] = None
+            self._reset_stream(i)
 
     # -- internals -------------------------------------------------------------------------------
+    def _reset_stream(self, i: int) -> None:
+        self.dropped[i] += len(self._stamps[i])
+        self._stamps[i].clear()
+        self._msgs[i].clear()
+        self.last_emitted_ns[i] = None
+        self._newest_ns[i] = None
+
     def _select(self) -> list[int] | None:
         """Queue positions (one per stream) of the set to emit, or None (rule in the class doc)."""
         if any(not s for s in self._stamps):
@@ -353,12 +359,15 @@ class TransformBuffer:
         cache_s: history length per dynamic edge, seconds (> 0).
         jump_back_s: how far behind its edge's newest sample a sample must be to count as a jump
             back in time, seconds (> 0).
+        max_frames: at most this many frames are known; a transform that would add more is refused
+            (garbage frame ids must not grow the buffer without bound).
     """
 
-    def __init__(self, cache_s: float = 10.0, jump_back_s: float = TIME_JUMP_BACK_S):
+    def __init__(self, cache_s: float = 10.0, jump_back_s: float = TIME_JUMP_BACK_S, max_frames: int = 10_000):
         self.cache_s = _seconds(cache_s, "cache_s", positive=True)
         self.cache_ns = int(round(self.cache_s * NS_PER_S))
         self.jump_back_ns = int(round(_seconds(jump_back_s, "jump_back_s", positive=True) * NS_PER_S))
+        self.max_frames = max_frames
         self.time_jumps = 0
         """Number of dynamic samples that restarted their edge's history (time jumped back)."""
         self._edges: dict[str, _Edge] = {}  # child -> edge to its parent
@@ -558,6 +567,10 @@ class TransformBuffer:
     def _check_link(self, parent: str, child: str) -> None:
         if parent == child:
             raise InputError(f"child '{child}': a frame cannot be its own parent; fix child_frame_id")
+        new = sum(f not in self._edges and f not in self._children for f in (parent, child))
+        if new and self._num_frames() + new > self.max_frames:
+            raise InputError(f"child '{child}': the buffer already knows {self.max_frames} frames; "
+                             "refusing new frame ids (is a publisher sending garbage frame ids?)")
         f, seen = parent, set()
         while f not in seen:
             seen.add(f)
@@ -571,6 +584,10 @@ class TransformBuffer:
                 return
             f = nxt
         raise InputError(f"child '{child}': the transforms form a cycle in the frame tree")
+
+    def _num_frames(self) -> int:
+        """Count the known frames: every child, plus the roots (parents that are nobody's child)."""
+        return len(self._edges) + sum(1 for parent in self._children if parent not in self._edges)
 
     def _unlink(self, child: str) -> None:
         edge = self._edges.pop(child)
