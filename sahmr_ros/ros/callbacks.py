@@ -169,7 +169,7 @@ class NodeCallbacks:
             self._on_time_jump()
         self.core.record_error("time_jump", f"time jumped back on the {stream} stream")
         self.log("time_jump", f"time jumped back on the {stream} stream (bag loop, sim-time reset or a clock "
-                 "glitch): synchroniser and TF history reset")
+                 "glitch): its synchroniser queue starts over")
 
     def _lookup_tf(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
         deadline = self._clock() + self._tf_wait_s
