@@ -63,7 +63,7 @@ NODE_ARGUMENTS = {
     "model_dir": ("path", "directory with SMPL and the official body files (models/README.md)"),
     "demo": ("bool", "true: embedded default weights (synthetic body, UNTRAINED) instead of a checkpoint"),
     "device": ("str", "auto, cpu, cuda or cuda:N"),
-    "precision": ("str", "fp32, or fp16 / bf16 autocast on CUDA"),
+    "precision": ("str", "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)"),
     "score_threshold": ("float", "detections scoring below this are ignored"),
     "class_ids": ("str_list", "comma-separated detection classes that are people, e.g. person or person,0"),
     "max_persons": ("int", "at most this many people per frame"),

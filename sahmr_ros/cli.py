@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--mesh-format", choices=("ply", "obj"), default="ply", help="mesh files (default: ply)")
     inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     inf.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                     help="fp16/bf16 autocast (CUDA only; default fp32)")
+                     help="fp16/bf16 autocast: networks in half precision, geometry in float32 (default fp32)")
     inf.set_defaults(func=_cmd_infer)
 
     bag_description = ("Replays INPUT through exactly the node's code path (latched scene, synchronisation, TF "

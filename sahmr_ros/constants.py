@@ -115,6 +115,7 @@ SEG_PART_INFO_FILENAME = "seg_part_info.npy"
 SYNTHETIC_MARKER_FILENAME = "SYNTHETIC_BODY.txt"  # present in directories of the synthetic body
 # Official names of the contact parts in seg_part_info.npy (index = contact label).
 SEG_PART_NAMES = ("default", "L_Leg", "R_Leg", "L_Hand", "R_Hand", "back", "gluteus", "thighs")
-# Mesh-network template: global orient about x by pi (upside down = camera orientation, y down).
-# The official code uses 3.1416; the difference moves template vertices by < 0.01 mm.
-TEMPLATE_GLOBAL_ORIENT_X = 3.141592653589793
+# Mesh-network template: global orient about x by pi (upside down = camera orientation, y down), written
+# 3.1416 as the official code (`init_pose[:, 0] = 3.1416`) so the template matches the one the released
+# weights were trained with (pi would move template vertices by up to 7e-6 m).
+TEMPLATE_GLOBAL_ORIENT_X = 3.1416

@@ -132,7 +132,7 @@ PARAMETERS: dict[str, str] = {
     "model_dir": "directory with SMPL and the official body files (models/README.md)",
     "demo": "use the embedded default (synthetic body, UNTRAINED small preset) instead of a checkpoint",
     "device": "auto, cpu, cuda or cuda:N",
-    "precision": "fp32, or fp16 / bf16 autocast on CUDA",
+    "precision": "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)",
     "score_threshold": "detections scoring below this are ignored",
     "class_ids": "detection classes that are people (strings, e.g. person or 0); empty: every class",
     "max_persons": "at most this many people per frame (highest scores first)",
