@@ -39,6 +39,10 @@ setup(
         # rosbag2 files and ROS messages without ROS: `sahmr bag`, the demo's bag, the node's conversions
         "rosbags>=0.11.9",
         "mcap>=1.1",
+        # rendering (sahmr_ros.visualization.render): CPU ray casting, no GPU or display. 0.20 is the
+        # first release with wheels for Python 3.10-3.12 on both x86_64 and aarch64 Linux (glibc >= 2.35);
+        # its import needs Debian's libusb-1.0-0, libgl1 and libegl1 (the Makefile installs them).
+        "open3d>=0.20,<0.21",
     ],
     extras_require={"test": ["pytest>=7.0", "hypothesis>=6.0", "mcap-ros2-support>=0.5", "flake8>=6.0",
                              "pydocstyle>=6.0"],

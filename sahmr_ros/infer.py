@@ -25,7 +25,7 @@ import numpy as np
 
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
-from sahmr_ros.geometry import invert_transform, project_points, transform_points
+from sahmr_ros.geometry import invert_transform, transform_points
 from sahmr_ros.io import (
     read_boxes,
     read_camera,
@@ -143,7 +143,7 @@ def run_infer(inputs: InferInputs, pipeline, out_dir: str | Path, mesh_format: s
     Returns:
         The summary written to ``summary.json``.
     """
-    from sahmr_ros.demo.figure import write_demo_figure
+    from sahmr_ros.visualization.figures import ImageOverlay, TopView, write_result_figure
 
     if mesh_format not in MESH_FORMATS:
         raise InputError(f"--mesh-format: {mesh_format!r} unknown; choose one of {', '.join(MESH_FORMATS)}")
@@ -162,17 +162,17 @@ def run_infer(inputs: InferInputs, pipeline, out_dir: str | Path, mesh_format: s
         persons.append(_person_summary(p, mesh_name, contacts_name))
 
     T_camera_map = invert_transform(inputs.T_map_camera)
-    projected = [project_points(transform_points(T_camera_map, p.vertices_map.astype(np.float64)), inputs.K)
-                 for p in frame.persons]
+    meshes_camera = [transform_points(T_camera_map, p.vertices_map.astype(np.float64)) for p in frame.persons]
     timings = frame.timings_ms
     title = [f"sahmr infer - weights: {pipeline.weights_description}",
              f"{len(frame.persons)} of {len(inputs.boxes)} boxes recovered; total {timings['total']:.0f} ms "
              f"on {pipeline.device}"]
-    write_demo_figure(
-        out_dir / "overlay.png", inputs.image, inputs.boxes, projected, pipeline.faces, scene.points_map,
-        inputs.T_map_camera[:3, 3], inputs.T_map_camera[:3, 2], np.zeros((0, 3)),
-        np.array([p.root_map for p in frame.persons]).reshape(-1, 3),
-        [p.contact_points_map for p in frame.persons], [p.contact_labels for p in frame.persons], title)
+    write_result_figure(
+        out_dir / "overlay.png", ImageOverlay(inputs.image, inputs.K, meshes_camera, pipeline.faces, inputs.boxes),
+        TopView(scene.points_map, inputs.T_map_camera[:3, 3], inputs.T_map_camera[:3, 2], np.zeros((0, 3)),
+                np.array([p.root_map for p in frame.persons]).reshape(-1, 3),
+                [p.contact_points_map for p in frame.persons], [p.contact_labels for p in frame.persons]),
+        title)
 
     summary = {
         "format": SUMMARY_FORMAT,

@@ -1,4 +1,7 @@
-"""Tests of the embedded demo's parts: procedural room, rasteriser, posing, figure. CPU only."""
+"""Tests of the embedded demo's parts: procedural room and posing. CPU only.
+
+The renderer and the figure are tested in test_render.py and test_figures.py.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from sahmr_ros.constants import CONTACT_PART_COLORS, NUM_FACES, NUM_SMPL_JOINTS, NUM_VERTICES
-from sahmr_ros.demo.figure import write_demo_figure
+from sahmr_ros.constants import NUM_SMPL_JOINTS, NUM_VERTICES
 from sahmr_ros.demo.posing import place_body, sitting_pose, standing_pose
-from sahmr_ros.demo.render import (
-    look_at_camera,
-    pinhole_intrinsics,
-    project_points,
-    rasterize_coverage,
-    render_meshes,
-)
 from sahmr_ros.demo.scene import (
     CHAIR_SEAT_HEIGHT_M,
     WALL_HEIGHT_M,
@@ -104,219 +98,6 @@ def test_voxel_downsample_against_naive_dict():
     assert len(centres) == len(naive)
     with pytest.raises(InputError, match="points"):
         voxel_downsample(np.zeros((4, 2)), pitch)
-
-
-# --- camera helpers ----------------------------------------------------------------------------------
-
-
-def test_look_at_projects_target_to_principal_point():
-    K = pinhole_intrinsics(640, 480, 60.0)
-    T = look_at_camera([0.0, -3.0, 1.5], [0.0, 0.0, 1.0])
-    R = T[:3, :3]
-    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
-    assert np.linalg.det(R) == pytest.approx(1.0)
-    np.testing.assert_array_equal(T[3], [0.0, 0.0, 0.0, 1.0])
-    target_camera = T[:3, :3] @ [0.0, 0.0, 1.0] + T[:3, 3]
-    np.testing.assert_allclose(target_camera[:2], 0.0, atol=1e-12)
-    assert target_camera[2] == pytest.approx(np.hypot(3.0, 0.5))
-    np.testing.assert_allclose(project_points(target_camera[None], K)[0], K[:2, 2], atol=1e-9)
-    # The eye maps to the camera origin; map +x is image right, map +z is image up.
-    np.testing.assert_allclose(T[:3, :3] @ [0.0, -3.0, 1.5] + T[:3, 3], 0.0, atol=1e-12)
-    uv = project_points((np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 2.0]]) @ R.T) + T[:3, 3], K)
-    assert uv[0, 0] > K[0, 2] and uv[0, 1] == pytest.approx(K[1, 2])
-    assert uv[1, 1] < K[1, 2] and uv[1, 0] == pytest.approx(K[0, 2])
-
-
-def test_look_at_rejects_vertical_view():
-    with pytest.raises(InputError, match="parallel"):
-        look_at_camera([0.0, 0.0, 3.0], [0.0, 0.0, 0.0])
-
-
-def test_project_points_hand_values():
-    K = np.array([[100.0, 0.0, 50.0], [0.0, 200.0, 40.0], [0.0, 0.0, 1.0]])
-    uv = project_points(np.array([[1.0, 2.0, 4.0], [0.0, 0.0, -1.0]]), K)
-    np.testing.assert_allclose(uv[0], [75.0, 140.0])
-    assert np.isnan(uv[1]).all()
-
-
-# --- rasteriser --------------------------------------------------------------------------------------
-
-_K100 = np.array([[100.0, 0.0, 49.5], [0.0, 100.0, 49.5], [0.0, 0.0, 1.0]])
-
-
-def _naive_render(triangles_camera: np.ndarray, K: np.ndarray, width: int, height: int):
-    """Per-pixel reference: ray / triangle intersection for every pixel centre and triangle.
-
-    Returns the nearest depth (inf where empty) and a mask of pixels within 1e-6 (barycentric)
-    of an edge, where coverage is ambiguous.
-    """
-    u, v = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
-    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(K).T  # (H, W, 3), z = 1
-    depth = np.full((height, width), np.inf)
-    ambiguous = np.zeros((height, width), dtype=bool)
-    for tri in triangles_camera:
-        a, b, c = tri
-        normal = np.cross(b - a, c - a)
-        t = (normal @ a) / (rays @ normal)  # depth along each ray (ray z = 1)
-        hit = rays * t[..., None]
-        # barycentrics of the hit points
-        m = np.stack([b - a, c - a], axis=1)  # (3, 2)
-        coords = np.linalg.lstsq(m, (hit - a).reshape(-1, 3).T, rcond=None)[0].T.reshape(height, width, 2)
-        bary = np.stack([1 - coords[..., 0] - coords[..., 1], coords[..., 0], coords[..., 1]], -1)
-        inside = (bary >= 0).all(-1) & (t > 0)
-        ambiguous |= (np.abs(bary) < 1e-6).any(-1) & (bary > -1e-6).all(-1)
-        depth = np.where(inside & (t < depth), t, depth)
-    return depth, ambiguous
-
-
-def test_single_triangle_coverage_and_depth():
-    # Legs of 50 px from (24.5, 24.5): pixel centres (u, v) with u, v >= 25, (u - 25) + (v - 25) <= 49.
-    tri = np.array([[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [-0.5, 0.5, 2.0]])
-    for faces in ([[0, 1, 2]], [[0, 2, 1]]):  # both windings: faces are double-sided
-        rgb, depth = render_meshes([(tri, np.array(faces), (200, 100, 50))], _K100, np.eye(4), 100, 100)
-        covered = np.isfinite(depth)
-        assert covered.sum() == 50 * 51 // 2
-        v, u = np.nonzero(covered)
-        assert u.min() == 25 and v.min() == 25 and (u + v).max() == 25 + 25 + 49
-        np.testing.assert_allclose(depth[covered], 2.0, rtol=1e-6)
-        assert depth.dtype == np.float32 and rgb.dtype == np.uint8 and rgb.shape == (100, 100, 3)
-        centroid = tri.mean(axis=0)
-        cosine = 2.0 / np.linalg.norm(centroid)
-        expected = np.round(np.array([200, 100, 50]) * (0.35 + 0.65 * cosine))
-        np.testing.assert_array_equal(rgb[covered][0], expected)
-        np.testing.assert_array_equal(rgb[~covered][0], (200, 208, 216))
-
-
-def test_rasteriser_matches_naive_reference():
-    rng = np.random.default_rng(1)
-    K = np.array([[60.0, 0.0, 40.0], [0.0, 60.0, 30.0], [0.0, 0.0, 1.0]])
-    centres = rng.uniform([-1.0, -0.8, 2.0], [1.0, 0.8, 5.0], size=(25, 3))
-    # sizes from sub-pixel to larger than the image: exercises every stencil and the per-triangle path
-    scales = np.geomspace(0.02, 3.0, 25)[:, None, None]
-    triangles = centres[:, None, :] + scales * rng.normal(size=(25, 3, 3))
-    triangles[..., 2] = np.maximum(triangles[..., 2], 0.5)
-    faces = np.arange(75).reshape(25, 3)
-    _, depth = render_meshes([(triangles.reshape(-1, 3), faces, (90, 90, 90))], K, np.eye(4), 80, 60)
-    reference, ambiguous = _naive_render(triangles, K, 80, 60)
-    clear = ~ambiguous
-    np.testing.assert_array_equal(np.isfinite(depth)[clear], np.isfinite(reference)[clear])
-    both = clear & np.isfinite(reference)
-    assert both.sum() > 1000
-    np.testing.assert_allclose(depth[both], reference[both], rtol=1e-5)
-
-
-def test_nearer_triangle_wins_in_any_order():
-    near_tri = np.array([[-1.0, -1.0, 2.0], [1.0, -1.0, 2.0], [0.0, 1.0, 2.0]])
-    far_tri = near_tri * [2.0, 2.0, 2.0]
-    for meshes in ([(near_tri, [[0, 1, 2]], (255, 0, 0)), (far_tri, [[0, 1, 2]], (0, 0, 255))],
-                   [(far_tri, [[0, 1, 2]], (0, 0, 255)), (near_tri, [[0, 1, 2]], (255, 0, 0))]):
-        rgb, depth = render_meshes(meshes, _K100, np.eye(4), 100, 100)
-        assert depth[49, 49] == pytest.approx(2.0)
-        assert rgb[49, 49, 0] > 0 and rgb[49, 49, 2] == 0
-
-
-def test_near_plane_clips_instead_of_dropping():
-    # A floor-like triangle under the camera reaching behind it: the part in front is drawn.
-    tri = np.array([[-5.0, 1.0, -2.0], [5.0, 1.0, -2.0], [0.0, 1.0, 10.0]])
-    _, depth = render_meshes([(tri, [[0, 1, 2]], (100, 100, 100))], _K100, np.eye(4), 100, 100,
-                             near=0.1)
-    covered = np.isfinite(depth)
-    assert covered[99].all() and not covered[:49].any()  # lower half only (below the horizon)
-    assert depth[covered].min() >= 0.1
-    behind = tri * [1.0, 1.0, 0.0] + [0.0, 0.0, -1.0]
-    _, depth = render_meshes([(behind, [[0, 1, 2]], (100, 100, 100))], _K100, np.eye(4), 100, 100)
-    assert np.isinf(depth).all()
-
-
-def test_render_input_errors():
-    tri = np.zeros((3, 3))
-    with pytest.raises(InputError, match="K"):
-        render_meshes([(tri, [[0, 1, 2]], (1, 2, 3))], np.eye(2), np.eye(4), 10, 10)
-    with pytest.raises(InputError, match="faces"):
-        render_meshes([(tri, [[0, 1, 3]], (1, 2, 3))], _K100, np.eye(4), 10, 10)
-    with pytest.raises(InputError, match="face_colors"):
-        render_meshes([(tri, [[0, 1, 2]], np.zeros((2, 3)))], _K100, np.eye(4), 10, 10)
-
-
-def test_rasterize_coverage_square():
-    uv = np.array([[10.0, 10.0], [20.0, 10.0], [20.0, 20.0], [10.0, 20.0]])
-    mask = rasterize_coverage(uv, np.array([[0, 1, 2], [0, 2, 3]]), 32, 24)
-    assert mask.sum() == 11 * 11 and mask[10:21, 10:21].all()
-
-
-def test_rasterize_coverage_matches_zbuffer_and_is_fast_on_garbage():
-    body_vertices, body_faces = _sphere_body()
-    K = pinhole_intrinsics(160, 120, 60.0)
-    T = look_at_camera([0.7, -1.5, 1.0], [0.7, 0.1, 0.9])
-    camera = body_vertices @ T[:3, :3].T + T[:3, 3]
-    _, depth = render_meshes([(body_vertices, body_faces, (1, 1, 1))], K, T, 160, 120)
-    mask = rasterize_coverage(project_points(camera, K), body_faces, 160, 120)
-    assert mask.sum() > 1000
-    assert (mask != np.isfinite(depth)).sum() <= 0.01 * mask.sum()  # edge pixels may differ
-    # untrained networks can output a mesh whose triangles span the whole image: still fast
-    garbage = np.random.default_rng(0).uniform([0, 0], [640, 480], size=(NUM_VERTICES, 2))
-    start = time.perf_counter()
-    rasterize_coverage(garbage, np.random.default_rng(1).integers(0, NUM_VERTICES, (NUM_FACES, 3)),
-                       640, 480)
-    assert time.perf_counter() - start < 3.0
-
-
-def _sphere_body():
-    import trimesh
-
-    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.3)  # 20480 faces >= NUM_FACES
-    return sphere.vertices * [1.0, 1.0, 3.0] + [0.7, 0.1, 0.9], sphere.faces
-
-
-def test_render_room_and_body_is_fast(room):
-    body_vertices, body_faces = _sphere_body()
-    assert len(body_faces) >= NUM_FACES
-    K = pinhole_intrinsics(640, 480, 65.0)
-    T = look_at_camera(room.anchors["camera_eye"].position, [0.0, 0.5, 0.8])
-    meshes = [(room.mesh_vertices, room.mesh_faces, room.face_colors),
-              (body_vertices, body_faces, (210, 170, 150))]
-    start = time.perf_counter()
-    rgb, depth = render_meshes(meshes, K, T, 640, 480)
-    assert time.perf_counter() - start < 3.0
-    assert rgb.shape == (480, 640, 3) and depth.shape == (480, 640)
-    assert np.isfinite(depth).mean() > 0.9  # the room fills the view
-    body_pixel = project_points((np.array([[0.7, 0.1, 0.9]]) @ T[:3, :3].T) + T[:3, 3], K)[0]
-    u, v = np.round(body_pixel).astype(int)
-    assert tuple(rgb[v, u]) != tuple(room.face_colors[0]) and depth[v, u] < 3.0
-
-
-# --- figure ------------------------------------------------------------------------------------------
-
-
-def test_demo_figure_is_written(room, tmp_path):
-    body_vertices, body_faces = _sphere_body()
-    K = pinhole_intrinsics(640, 480, 65.0)
-    eye = room.anchors["camera_eye"].position
-    T = look_at_camera(eye, [0.0, 0.5, 0.8])
-    image, _ = render_meshes([(room.mesh_vertices, room.mesh_faces, room.face_colors)], K, T, 640, 480)
-    uv = project_points(body_vertices @ T[:3, :3].T + T[:3, 3], K)
-    box = np.array([[*np.nanmin(uv, axis=0), *np.nanmax(uv, axis=0)]])
-    contacts = np.array([[0.6, 0.1, 0.0], [0.8, 0.1, 0.0], [-0.7, 0.3, 0.45]])
-    start = time.perf_counter()
-    path = write_demo_figure(
-        tmp_path / "sub" / "figure.png", image, box, [uv], body_faces, room.points, eye,
-        T[2, :3], np.array([[0.7, 0.1, 0.9]]), np.array([[0.75, 0.05, 0.95]]),
-        [contacts], [np.array([1, 2, 6])], ["root error 71 mm", "weights: synthetic"],
-    )
-    assert time.perf_counter() - start < 3.0
-    with Image.open(path) as png:
-        assert png.size == (1400, 640)
-        pixels = np.asarray(png.convert("RGB"))
-    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
-    # the left foot's contact colour appears in the top view
-    assert (np.abs(pixels.astype(int) - CONTACT_PART_COLORS[1]).sum(-1) < 10).any()
-
-
-def test_demo_figure_rejects_bad_image(tmp_path, room):
-    with pytest.raises(InputError, match="image_rgb"):
-        write_demo_figure(tmp_path / "f.png", np.zeros((4, 4)), np.zeros((0, 4)), None, None,
-                          room.points, np.zeros(3), np.ones(3), np.zeros((0, 3)), np.zeros((0, 3)),
-                          [], [], [])
 
 
 # --- posing ------------------------------------------------------------------------------------------

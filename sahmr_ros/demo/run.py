@@ -47,7 +47,7 @@ def make_demo_scene(model_dir: Path) -> DemoScene:
     """Build the synthetic room, two posed people and the rendered camera image."""
     from sahmr_ros.body import load_body_assets, load_body_model
     from sahmr_ros.demo.posing import place_body, sitting_pose, standing_pose
-    from sahmr_ros.demo.render import look_at_camera, pinhole_intrinsics, render_meshes
+    from sahmr_ros.visualization.render import look_at_camera, pinhole_intrinsics, render
     from sahmr_ros.demo.scene import make_room
 
     room = make_room()
@@ -63,7 +63,7 @@ def make_demo_scene(model_dir: Path) -> DemoScene:
     K = pinhole_intrinsics(IMAGE_W, IMAGE_H, 70.0)
     meshes = [(room.mesh_vertices, room.mesh_faces, room.face_colors)]
     meshes += [(p.vertices, body.faces, np.array(c, np.uint8)) for p, c in zip(people, _BODY_COLORS)]
-    image, _ = render_meshes(meshes, K, T_camera_map, IMAGE_W, IMAGE_H)
+    image = render(meshes, K, T_camera_map, IMAGE_W, IMAGE_H).rgb
 
     boxes = []
     for p in people:
@@ -87,7 +87,7 @@ def make_demo_scene(model_dir: Path) -> DemoScene:
 def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto", seed: int = 0) -> Path:
     """Run the embedded default end to end; writes ``out_dir/demo.png`` and returns its path."""
     from sahmr_ros.body.synthetic import write_synthetic_model_dir
-    from sahmr_ros.demo.figure import write_demo_figure
+    from sahmr_ros.visualization.figures import ImageOverlay, TopView, write_result_figure
     from sahmr_ros.pipeline import Pipeline, PipelineConfig
 
     out_dir = Path(out_dir)
@@ -128,23 +128,12 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     lines.append(f"total {t['total']:.0f} ms on {pipe.device}")
 
     T_camera_map = invert_transform(scene.T_map_camera)
-    projected = [project_points(transform_points(T_camera_map, p.vertices_map.astype(np.float64)), scene.K)
-                 for p in frame.persons]
-    png = write_demo_figure(
-        out_dir / "demo.png",
-        scene.image,
-        scene.boxes,
-        projected,
-        pipe.faces,
-        scene.scene_points_map,
-        scene.T_map_camera[:3, 3],
-        scene.T_map_camera[:3, 2],
-        scene.gt_roots_map,
-        np.array([p.root_map for p in frame.persons]).reshape(-1, 3),
-        [p.contact_points_map for p in frame.persons],
-        [p.contact_labels for p in frame.persons],
-        lines,
-    )
+    overlay = ImageOverlay(scene.image, scene.K, [transform_points(T_camera_map, p.vertices_map.astype(np.float64))
+                                                  for p in frame.persons], pipe.faces, scene.boxes)
+    top_view = TopView(scene.scene_points_map, scene.T_map_camera[:3, 3], scene.T_map_camera[:3, 2],
+                       scene.gt_roots_map, np.array([p.root_map for p in frame.persons]).reshape(-1, 3),
+                       [p.contact_points_map for p in frame.persons], [p.contact_labels for p in frame.persons])
+    png = write_result_figure(out_dir / "demo.png", overlay, top_view, lines)
     mean = f"{np.mean(errors) * 1000:.0f} mm" if errors else "n/a"
     print(f"[4/5] wrote {png} (mean root error {mean}{', UNTRAINED weights' if untrained else ''})")
     _run_through_the_node_path(scene, pipe, out_dir)
