@@ -53,6 +53,27 @@ def user_files(synthetic_model_dir, tmp_path_factory) -> dict:
             "boxes": [",".join(f"{v:.2f}" for v in b) for b in scene.boxes], "model_dir": synthetic_model_dir}
 
 
+@pytest.fixture(scope="module")
+def demo_scene(synthetic_model_dir):
+    """The demo's synthetic room, two posed people and the rendered camera image (one per test module)."""
+    from sahmr_ros.demo.run import make_demo_scene
+
+    return make_demo_scene(synthetic_model_dir)
+
+
+@pytest.fixture(scope="module")
+def pipeline(synthetic_model_dir, demo_scene):
+    """The embedded default (small preset, seed 0, CPU) with the demo room latched (one per test module)."""
+    import torch
+
+    from sahmr_ros.pipeline import Pipeline, PipelineConfig
+
+    torch.manual_seed(0)
+    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    pipe.set_scene(demo_scene.scene_points_map)
+    return pipe
+
+
 def infer_args(files: dict, checkpoint, out, **override) -> list[str]:
     """``sahmr infer`` arguments for :func:`user_files` (``override``: option -> value)."""
     options = {"--image": files["dir"] / "image.png", "--camera": files["dir"] / "camera.yaml",

@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import CAMERA_FRAME as CAMERA
 from conftest import NodeHarness as Node
-from sahmr_ros.pipeline import Pipeline, PipelineConfig
 from sahmr_ros.ros.conversions import boxes_to_detections, intrinsics_to_camera_info, matrix_to_transform, rgb_to_image
 from sahmr_ros.ros.interfaces import make_typestore
 from sahmr_ros.ros.messages import RosbagsFactory
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-
-
-@pytest.fixture(scope="module")
-def demo_scene(synthetic_model_dir):
-    from sahmr_ros.demo.run import make_demo_scene
-
-    return make_demo_scene(synthetic_model_dir)
-
-
-@pytest.fixture(scope="module")
-def pipeline(synthetic_model_dir, demo_scene):
-    torch.manual_seed(0)
-    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
-    pipe.set_scene(demo_scene.scene_points_map)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sahmr_ros.errors import InputError
-from sahmr_ros.pipeline import Pipeline, PipelineConfig
 from sahmr_ros.ros.conversions import boxes_to_detections, intrinsics_to_camera_info, rgb_to_image, xyz_to_pointcloud2
 from sahmr_ros.ros.core import FrameInput, LatestFrameWorker, NodeParams, PerceptionCore
 from sahmr_ros.ros.interfaces import make_typestore
@@ -25,21 +23,6 @@ from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time
 from sahmr_ros.ros.sync import TransformUnavailable
 
 STAMP = 1_700_000_000_500_000_000
-
-
-@pytest.fixture(scope="module")
-def demo_scene(synthetic_model_dir):
-    from sahmr_ros.demo.run import make_demo_scene
-
-    return make_demo_scene(synthetic_model_dir)
-
-
-@pytest.fixture(scope="module")
-def pipeline(synthetic_model_dir, demo_scene):
-    torch.manual_seed(0)
-    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
-    pipe.set_scene(demo_scene.scene_points_map)
-    return pipe
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,9 @@ import struct
 import zlib
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 from conftest import NodeHarness
-from sahmr_ros.pipeline import Pipeline, PipelineConfig
 from sahmr_ros.ros.conversions import (
     boxes_to_detections,
     intrinsics_to_camera_info,
@@ -180,21 +177,6 @@ def _damage_tf(msg, r):
                                        (q.x, q.y, q.z, q.w)])
         ts.child_frame_id = r.choice([ts.child_frame_id, "", ts.header.frame_id, "odom"])
         ts.header.stamp.nanosec = r.choice([ts.header.stamp.nanosec, 10**9, 2**32])
-
-
-@pytest.fixture(scope="module")
-def demo_scene(synthetic_model_dir):
-    from sahmr_ros.demo.run import make_demo_scene
-
-    return make_demo_scene(synthetic_model_dir)
-
-
-@pytest.fixture(scope="module")
-def pipeline(synthetic_model_dir, demo_scene):
-    torch.manual_seed(0)
-    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
-    pipe.set_scene(demo_scene.scene_points_map)
-    return pipe
 
 
 def _templates(f, node, scene):
