@@ -25,6 +25,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import open3d as o3d
+from scipy.ndimage import map_coordinates
 
 from sahmr_ros import geometry
 from sahmr_ros.errors import InputError
@@ -175,53 +176,75 @@ def project_points(points_camera, K) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # rays
 # ------------------------------------------------------------------------------------------------
-def _undistort_normalised(xd: np.ndarray, yd: np.ndarray, model: str,
-                          coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _undistort_normalised(xd: np.ndarray, yd: np.ndarray, model: str, coeffs: np.ndarray,
+                          start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Invert ``io``'s forward distortion model by Newton's method; NaN where it does not converge.
 
     Solves ``distort(x, y) = (xd, yd)`` per point with a finite-difference Jacobian, starting from
-    ``(xd, yd)``. A solution beyond the fold of a strong barrel model (a non-positive Jacobian
-    determinant, or a point on the far side of the axis) is no ray the lens images there: NaN.
+    ``start`` (default ``(xd, yd)``); each step works on the points not yet converged. A solution beyond the fold of a
+    strong barrel model (a non-positive Jacobian determinant, or a point on the far side of the axis)
+    is no ray the lens images there: NaN.
     """
     from sahmr_ros.io import _distort_normalised
 
-    x, y = xd.copy(), yd.copy()
-    for _ in range(_UNDISTORT_ITERATIONS):
-        fx, fy = _distort_normalised(x, y, model, coeffs)
-        rx, ry = fx - xd, fy - yd
-        if max(np.nanmax(np.abs(rx), initial=0.0), np.nanmax(np.abs(ry), initial=0.0)) < _UNDISTORT_TOLERANCE:
-            break
-        ax, ay = _distort_normalised(x + _JACOBIAN_STEP, y, model, coeffs)
-        bx, by = _distort_normalised(x, y + _JACOBIAN_STEP, model, coeffs)
-        a, b = (ax - fx) / _JACOBIAN_STEP, (bx - fx) / _JACOBIAN_STEP
-        c, d = (ay - fy) / _JACOBIAN_STEP, (by - fy) / _JACOBIAN_STEP
-        det = a * d - b * c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = x - (d * rx - b * ry) / det
-            y = y - (a * ry - c * rx) / det
-    fx, fy = _distort_normalised(x, y, model, coeffs)
-    ax, ay = _distort_normalised(x + _JACOBIAN_STEP, y, model, coeffs)
-    bx, by = _distort_normalised(x, y + _JACOBIAN_STEP, model, coeffs)
-    det = (ax - fx) * (by - fy) - (bx - fx) * (ay - fy)
-    with np.errstate(invalid="ignore"):
-        bad = ~((np.abs(fx - xd) < 1e3 * _UNDISTORT_TOLERANCE) & (np.abs(fy - yd) < 1e3 * _UNDISTORT_TOLERANCE)
-                & (det > 0) & (x * xd + y * yd >= 0))
-    x[bad] = np.nan
-    y[bad] = np.nan
-    return x, y
+    shape = xd.shape
+    xd, yd = xd.reshape(-1), yd.reshape(-1)
+    x, y = (xd.copy(), yd.copy()) if start is None else (start[0].reshape(-1).copy(), start[1].reshape(-1).copy())
+    det = np.full(len(xd), np.nan)  # the Jacobian's determinant at the latest step
+    active = np.arange(len(xd))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(_UNDISTORT_ITERATIONS):
+            xa, ya = x[active], y[active]
+            fx, fy = _distort_normalised(xa, ya, model, coeffs)
+            rx, ry = fx - xd[active], fy - yd[active]
+            keep = ~((np.abs(rx) < _UNDISTORT_TOLERANCE) & (np.abs(ry) < _UNDISTORT_TOLERANCE))
+            active, xa, ya, fx, fy, rx, ry = (v[keep] for v in (active, xa, ya, fx, fy, rx, ry))
+            if not len(active):
+                break
+            ax, ay = _distort_normalised(xa + _JACOBIAN_STEP, ya, model, coeffs)
+            bx, by = _distort_normalised(xa, ya + _JACOBIAN_STEP, model, coeffs)
+            a, b = (ax - fx) / _JACOBIAN_STEP, (bx - fx) / _JACOBIAN_STEP
+            c, d = (ay - fy) / _JACOBIAN_STEP, (by - fy) / _JACOBIAN_STEP
+            det[active] = a * d - b * c
+            x[active] = xa - (d * rx - b * ry) / det[active]
+            y[active] = ya - (a * ry - c * rx) / det[active]
+        converged = np.ones(len(xd), dtype=bool)
+        converged[active] = False
+        # A point that needed no step has no determinant yet (an exact start): take it there.
+        fresh = np.flatnonzero(converged & np.isnan(det))
+        if len(fresh):
+            fx, fy = _distort_normalised(x[fresh], y[fresh], model, coeffs)
+            ax, ay = _distort_normalised(x[fresh] + _JACOBIAN_STEP, y[fresh], model, coeffs)
+            bx, by = _distort_normalised(x[fresh], y[fresh] + _JACOBIAN_STEP, model, coeffs)
+            det[fresh] = (ax - fx) * (by - fy) - (bx - fx) * (ay - fy)
+        valid = converged & (det > 0) & (x * xd + y * yd >= 0)
+    x[~valid] = np.nan
+    y[~valid] = np.nan
+    return x.reshape(shape), y.reshape(shape)
+
+
+def _normalised(K_inv: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Rays (..., 3) ``K^-1 (u, v, 1)`` scaled to z = 1 (K's last row may be any scale)."""
+    # einsum, not matmul: numpy's (N, 3) @ (3, 3) is many times slower for this shape.
+    rays = np.einsum("ij,...j->...i", K_inv, np.stack([u, v, np.ones_like(u)], axis=-1))
+    return rays / rays[..., 2:3]
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_rays(k: tuple, width: int, height: int, model: str, coeffs: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Rays (H, W, 3) float64 and the same as Open3D casts them, (H * W, 6) float32 with origin 0."""
-    K = np.asarray(k).reshape(3, 3)
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
-    K_inv = np.linalg.inv(K)
-    # einsum, not matmul: numpy's (N, 3) @ (3, 3) is many times slower for this shape.
-    rays = np.einsum("ij,hwj->hwi", K_inv, np.stack([u, v, np.ones_like(u)], axis=-1))
-    rays /= rays[..., 2:3]  # z = 1 (K's last row may be any scale)
+    K_inv = np.linalg.inv(np.asarray(k).reshape(3, 3))
+    rays = _normalised(K_inv, *np.mgrid[0:height, 0:width].astype(np.float64))
     if coeffs:
-        x, y = _undistort_normalised(rays[..., 0], rays[..., 1], model, np.asarray(coeffs))
+        # Newton from a coarse solution (every 8th pixel, interpolated) converges in a step or two.
+        step = 8
+        coarse = _normalised(K_inv, *np.mgrid[0:height + step:step, 0:width + step:step].astype(np.float64))
+        coarse_x, coarse_y = _undistort_normalised(coarse[..., 0], coarse[..., 1], model, np.asarray(coeffs))
+        grid = np.mgrid[0:height, 0:width] / step
+        start = [map_coordinates(c, grid, order=1, mode="nearest") for c in (coarse_x, coarse_y)]
+        unknown = ~(np.isfinite(start[0]) & np.isfinite(start[1]))  # near the fold: start from the pixel
+        start[0][unknown], start[1][unknown] = rays[..., 0][unknown], rays[..., 1][unknown]
+        x, y = _undistort_normalised(rays[..., 0], rays[..., 1], model, np.asarray(coeffs), start)
         rays = np.stack([x, y, np.ones_like(x)], axis=-1)
     cast = np.zeros((height * width, 6), dtype=np.float32)
     cast[:, 3:] = rays.reshape(-1, 3)  # NaN rows hit nothing
@@ -421,7 +444,11 @@ def silhouettes(meshes: Sequence[Mesh | tuple], K, T_camera_map, width: int, hei
     rays = _calibration_rays(K, width, height, distortion, distortion_model)[1]
     out = np.zeros((len(meshes), height, width), dtype=bool)
     for i, mesh in enumerate(meshes):
-        vertices, faces, _ = _check_mesh(i, tuple(mesh) if len(mesh) == 3 else (*mesh, (0, 0, 0)))
+        try:
+            parts = tuple(mesh)
+        except TypeError:
+            raise InputError(f"meshes[{i}]: expected (vertices, faces) or (vertices, faces, colors)") from None
+        vertices, faces, _ = _check_mesh(i, parts + ((0, 0, 0),) if len(parts) == 2 else parts)
         if len(faces) == 0:
             continue
         scene = o3d.t.geometry.RaycastingScene()
