@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``sahmr demo``, ``sahmr infer``, ``sahmr bag``, ``sahmr import-checkpoint``, ``sahmr info``.
+"""The ``sahmr`` command: ``sahmr demo``, ``infer``, ``bag``, ``eval``, ``import-checkpoint``, ``info``.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -177,6 +177,74 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from sahmr_ros import __version__
+    from sahmr_ros.body.assets import load_h36m_regressor
+    from sahmr_ros.errors import InputError
+    from sahmr_ros.evaluation.evaluate import evaluate, evaluate_bags, open_data, pipeline_body_model
+    from sahmr_ros.evaluation.report import write_report
+    from sahmr_ros.pipeline import Pipeline, PipelineConfig
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit: expected a number of samples >= 1, got {args.limit}")
+    # refusals first (no data, empty split, body model mismatch, no bags), before any weights load
+    body = "synthetic" if args.demo else pipeline_body_model(args.model_dir)
+    data = open_data(args.data, args.split, model_dir=args.model_dir, smplx_to_smpl=args.smplx_to_smpl,
+                     expect_body=body)
+    if args.bag:
+        from sahmr_ros.evaluation.bags import bag_split_dir
+
+        bags = bag_split_dir(data.root, data.split)
+        if not bags.is_dir() or not any(bags.iterdir()):
+            raise InputError(f"{bags}: no rosbag2 files for split {data.split!r}; --bag needs the split's bags "
+                             "(sahmr synth writes them to DIR/bags/<split>/); run without --bag to evaluate the "
+                             "pipeline directly")
+    print(f"data: {data.root} ({data.kind}, split {data.split!r}, {len(data)} images, {data.body_model} body)")
+    # scene_pitch=None: the pipeline sees the data's cloud as stored (official protocol; contacts counted on it)
+    config = PipelineConfig(device=args.device, precision=args.precision, scene_pitch=None)
+    with tempfile.TemporaryDirectory(prefix="sahmr_eval_body_") as tmp:
+        if args.demo:
+            from sahmr_ros.body.synthetic import write_synthetic_model_dir
+
+            model_dir = write_synthetic_model_dir(tmp)
+            pipe = Pipeline.embedded_default(model_dir, config)
+        else:
+            model_dir = Path(args.model_dir)
+            pipe = Pipeline.from_model_dir(model_dir, checkpoint=args.checkpoint, config=config)
+        j_regressor = load_h36m_regressor(Path(model_dir) / C.H36M_REGRESSOR_FILENAME)
+    print(f"weights: {pipe.weights_description}; device {pipe.device}, precision {args.precision}")
+    if args.demo:
+        print("!! demo: the embedded default weights are UNTRAINED; the metrics are a floor, not the method's")
+    out = Path(args.output)
+    if args.bag:
+        result = evaluate_bags(data, pipe, j_regressor, out, limit=args.limit, progress=not args.no_progress)
+        print("\n".join(result.notes))
+        described = "the node's code path (sahmr bag) on the split's rosbag2 files"
+    else:
+        result = evaluate(data, pipe, j_regressor, limit=args.limit, progress=not args.no_progress)
+        described = "the pipeline, ground-truth boxes batched per image"
+    run = {"command": "sahmr eval", "sahmr_ros_version": __version__, "data": str(data.root),
+           "data_kind": data.kind, "split": data.split, "body_model": data.body_model,
+           "weights": pipe.weights_description, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+           "untrained": bool(args.demo), "device": str(pipe.device), "precision": args.precision,
+           "limit": args.limit, "path_description": described}
+    report = write_report(result, out, run, faces=pipe.faces, plots=not args.no_plots)
+    m = report["metrics"]["overall"]
+
+    def num(key, scale=1.0, fmt="{:.1f}"):
+        return "n/a" if m.get(key) is None else fmt.format(m[key] * scale)
+
+    print(f"{int(m['evaluated'])} of {int(m['persons'])} persons evaluated in {result.num_samples} images "
+          f"({result.wall_s:.1f} s): G-MPJPE {num('g_mpjpe_mm')} mm, G-MPVE {num('g_mpve_mm')} mm, "
+          f"PA-MPJPE {num('pa_mpjpe_mm')} mm, root {num('root_error_mm', fmt='{:.0f}')} mm, "
+          f"contact F1 {num('contact_f1', fmt='{:.3f}')}, skipped {num('skipped', 100)} %")
+    print(f"report: {out / 'summary.md'} (table), {out / 'summary.json'}, {out / 'per_sample.csv'}, "
+          f"plots in {out / 'plots'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sahmr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +297,33 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_node_param_options(bag)
     bag.set_defaults(func=_cmd_bag)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a data split (the paper's metrics, report and plots)",
+                        description="Runs the pipeline (or, with --bag, the node's code path) over a data split with "
+                                    "the ground-truth boxes and writes per-person metrics (CSV), a summary (JSON and "
+                                    "markdown: overall, per pose category, per distance band) and plots into -o.")
+    ev.add_argument("--data", required=True,
+                    help="data directory: sahmr synth output (manifest.json), or official RICH / PROX evaluation data")
+    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    weights = ev.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", default=None, help="sahmr_ros checkpoint (.pt), with the body of --model-dir")
+    weights.add_argument("--demo", action="store_true",
+                         help="the embedded default: UNTRAINED small-preset weights with the synthetic body")
+    ev.add_argument("--model-dir", default="models",
+                    help="body files of the checkpoint (SMPL + official files, or a synthetic body directory); "
+                         "official data also reads its regressor and part ids here (default: models)")
+    ev.add_argument("--smplx-to-smpl", default=None,
+                    help="official data: smplx2smplh_deftrafo_setup.pkl (default: MODEL_DIR/model_transfer/...)")
+    ev.add_argument("-o", "--output", required=True, help="report directory")
+    ev.add_argument("--bag", action="store_true",
+                    help="evaluate the node's code path on the split's rosbag2 files (DATA/bags/<split>/)")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    ev.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                    help="fp16/bf16 autocast: networks in half precision, geometry in float32 (default fp32)")
+    ev.add_argument("--no-plots", action="store_true", help="write the tables only")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_eval)
 
     info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")
