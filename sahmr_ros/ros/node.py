@@ -137,7 +137,15 @@ class SahmrNode(Node):
                  f"{tf_source}; publishing in frame {p.map_frame!r}")
 
     def _emit(self, level: str, line: str) -> None:
-        getattr(self.get_logger(), level)(line)
+        # one call site per severity: rclpy's logger refuses a call site whose severity changes
+        # ("Logger severity cannot be changed between calls")
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(line)
+        elif level == "info":
+            logger.info(line)
+        else:
+            logger.warning(line)
 
     def _publish(self, out: FrameOutput) -> None:
         self.pub_meshes.publish(out.markers)
