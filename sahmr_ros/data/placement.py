@@ -277,24 +277,46 @@ def _place_lying(model, betas, params, room, support, rng, parts, side):
 
 
 def _place_hands(model, betas, params, room, support, rng, parts, category, hand):
-    """Standing at an edge of a top (table, desk, counter), facing it, with one or both hands on it."""
-    edge = int(rng.integers(4))
+    """Stand at an edge of a top (table, desk, counter) with one or both hands on it.
+
+    Both hands (LEANING_TABLE): facing the edge, the shoulders' forward angle solved. One hand
+    (HAND_ON_SURFACE): facing the edge, or (half of the time) side-on with the arm lowered sideways
+    onto the top, the shoulder's abduction solved (a low table is reached at the side of the body).
+    """
+    # an edge with free floor in front of it (inside the room, no furniture), else any
+    stands = np.array([support.center + s * support.half_extents[e // 2] * a + 0.35 * s * a
+                       for e, (a, s) in enumerate([(support.axis_u, 1.0), (support.axis_u, -1.0),
+                                                   (support.axis_v, 1.0), (support.axis_v, -1.0)])])
+    stands[:, 2] = 0.5
+    free = np.flatnonzero((np.abs(stands[:, :2]) < room.size / 2 - 0.2).all(axis=1) & (room.sdf(stands) > 0.15))
+    edge = int(rng.choice(free)) if len(free) else int(rng.integers(4))
     axis = (support.axis_u, support.axis_v)[edge // 2]
     sign = 1.0 if edge % 2 == 0 else -1.0
     half_edge, half_along = support.half_extents[edge // 2], support.half_extents[1 - edge // 2]
     along_axis = (support.axis_v, support.axis_u)[edge // 2]
     outward = sign * axis
     top_z = support.center[2]
+    side_on = hand is not None and rng.random() < 0.5
     yaw = _heading(-outward)
+    if side_on:  # the hand's side towards the top: the body's left (hand 0) or right faces -outward
+        yaw += -np.pi / 2 if hand == 0 else np.pi / 2
+        params.update({f"{'lr'[hand]}_arm_fwd": rng.uniform(-5, 15), f"{'lr'[hand]}_elbow": rng.uniform(0, 20),
+                       "pelvis_tilt": 0.0, "spine_flex": rng.uniform(-5, 10)})
+        for s in "lr":
+            params[f"{s}_hip_flex"] = rng.uniform(-2, 2)
+            params[f"{s}_ankle"] = params[f"{s}_knee"] - params[f"{s}_hip_flex"]
     R = _rotation(params, yaw, None)
     hands = _mask(parts, _L_HAND + _R_HAND) if hand is None else _mask(parts, (_L_HAND, _R_HAND)[hand])
     keys = ("l_arm_fwd", "r_arm_fwd") if hand is None else (("l_arm_fwd",), ("r_arm_fwd",))[hand]
+    values = np.linspace(0, 100, _CANDIDATES)
+    if side_on:
+        keys, values = (f"{'lr'[hand]}_arm_down",), np.linspace(20, 95, _CANDIDATES)
 
     def evaluate(verts, joints):
         v = verts @ R.T
         return v[hands, 2].min() - v[:, 2].min() - top_z, True
 
-    solved = _solve(model, betas, params, keys, np.linspace(0, 100, _CANDIDATES), evaluate)
+    solved = _solve(model, betas, params, keys, values, evaluate)
     if solved is None or abs(solved[3]) > 0.01:
         return None
     params.update(solved[0])
@@ -382,6 +404,8 @@ def place_person(body_model, room: Room, support: int, category: str, rng: np.ra
             continue
         R, t, rest_vertices, rest_joints = placed
         vertices, joints = rest_vertices @ R.T + t, rest_joints @ R.T + t
+        if (np.abs(vertices[:, :2]) > room.size / 2).any():
+            continue  # partly outside the room (past an open side)
         sdf = room.sdf(vertices, cutoff=SDF_CUTOFF_M)
         if sdf.min() < -PENETRATION_TOLERANCE_M or not _contact_ok(category, s, vertices, sdf, parts, hand):
             continue

@@ -136,12 +136,12 @@ def sample_pose_params(category: str, rng: np.random.Generator) -> dict[str, flo
         return p
     if category in (SITTING, SITTING_BACK):
         tilt = -rng.uniform(8, 20) if category == SITTING_BACK else rng.uniform(-3, 10)
-        hip = 90.0 + tilt + rng.uniform(-8, 5)
+        hip = 90.0 + tilt - rng.uniform(5, 20)  # thighs 5..20 degrees below horizontal (seats below knee height)
         p.update(pelvis_tilt=tilt, spine_flex=rng.uniform(-5, 20) if category == SITTING else rng.uniform(-5, 5))
         for s in "lr":
             p[f"{s}_hip_flex"], p[f"{s}_knee"] = hip + rng.uniform(-4, 4), 90.0  # knee: solved by the placement
             p[f"{s}_ankle"] = rng.uniform(-5, 15)
-        p.update(_arms(rng, down=(75, 88), fwd=(15, 45), elbow=(30, 70)))  # hands towards the thighs
+        p.update(_arms(rng, down=(75, 88), fwd=(10, 35), elbow=(20, 50)))  # hands towards the thighs
         return p
     if category == LYING:
         side = int(rng.choice(4, p=[0.55, 0.175, 0.175, 0.1]))
@@ -154,8 +154,8 @@ def sample_pose_params(category: str, rng: np.random.Generator) -> dict[str, flo
         p.update(_arms(rng, down=(60, 88), fwd=(-10, 30), elbow=(0, 60)))
         return p
     if category in (LEANING_TABLE, HAND_ON_SURFACE):
-        tilt = rng.uniform(10, 30) if category == LEANING_TABLE else rng.uniform(0, 8)
-        p.update(pelvis_tilt=tilt, spine_flex=rng.uniform(0, 15))
+        tilt = rng.uniform(10, 30) if category == LEANING_TABLE else rng.uniform(0, 10)
+        p.update(pelvis_tilt=tilt, spine_flex=rng.uniform(0, 15) if category == LEANING_TABLE else rng.uniform(10, 35))
         for s in "lr":
             p[f"{s}_hip_flex"], p[f"{s}_knee"] = tilt + rng.uniform(-3, 3), rng.uniform(0, 8)
         _flat_feet(p)
