@@ -208,12 +208,13 @@ def test_sahmr_eval_demo_end_to_end_and_bag_path(data_dir, tmp_path, capsys):
         with Image.open(path) as im:
             im.verify()
 
-    # the node's code path on the same frames gives the same estimates (no coarse root in the message)
+    # the node's code path on the same frames (the first two) gives the same estimates (no coarse root
+    # in the message; the box the pipeline skips is not published: missing)
     bag_out = tmp_path / "report_bag"
-    assert main(["eval", "--data", str(data_dir), "--demo", "-o", str(bag_out), "--bag", "--device", "cpu",
-                 "--no-progress", "--no-plots"]) == 0
+    assert main(["eval", "--data", str(data_dir), "--demo", "-o", str(bag_out), "--bag", "--limit", "2",
+                 "--device", "cpu", "--no-progress", "--no-plots"]) == 0
     bag_rows = _read_csv(bag_out / "per_sample.csv")
-    assert [r["status"] for r in bag_rows] == ["ok", "ok", "ok", "missing", "ok"]
+    assert [r["status"] for r in bag_rows] == ["ok", "ok", "ok", "missing"]
     for a, b in zip(rows, bag_rows):
         if a["status"] == "ok":
             for column in ("g_mpve_mm", "mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "pene_m", "confe_m"):
@@ -260,3 +261,37 @@ def test_distance_bands_and_sample_selection():
     rows.append({"sample": "s9", "status": "skipped", "g_mpve_mm": math.nan})
     worst, median = select_samples(rows, 2)
     assert worst == ["s2", "s6"] and median == ["s0", "s3"]  # ranked 9 8 7 5 3 2 1: the middle is 5
+
+
+def test_sahmr_eval_on_the_official_rich_layout(synthetic_model_dir, tmp_path, capsys):
+    """An official-data directory (the release's RICH layout) with a checkpoint and an SMPL-layout model dir."""
+    import torch
+
+    from sahmr_ros.body import load_body_assets
+    from sahmr_ros.checkpoint import save_checkpoint
+    from sahmr_ros.cli import main
+    from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
+    from test_data_storage import _official_assets, _write_rich
+
+    models = tmp_path / "models"  # the synthetic files without their marker stand in for SMPL
+    shutil.copytree(synthetic_model_dir, models)
+    (models / C.SYNTHETIC_MARKER_FILENAME).unlink()
+    rng = np.random.default_rng(0)
+    fake = _official_assets(tmp_path / "fake", rng)  # the SMPL-X -> SMPL transfer (a selection)
+    (models / "model_transfer").mkdir()
+    shutil.copy(fake["transfer"], models / "model_transfer")
+    _write_rich(tmp_path / "RICH", rng, None)
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "small.pt", SAHMR(SAHMRConfig.small(), load_body_assets(models)), "small")
+    out = tmp_path / "report"
+    assert main(["eval", "--data", str(tmp_path / "RICH"), "--checkpoint", str(checkpoint), "--model-dir",
+                 str(models), "-o", str(out), "--device", "cpu", "--no-progress", "--no-plots"]) == 0
+    assert "rich" in capsys.readouterr().out
+    rows = _read_csv(out / "per_sample.csv")
+    assert [r["sample"] for r in rows] == ["Gym_013_pushup1_00000_03", "Gym_013_pushup1_00001_03"]
+    assert all(r["status"] == "ok" and r["category"] == "pushup" for r in rows)
+    assert all(float(r["confe_m"]) >= float(r["pene_m"]) >= 0 and r["coarse_root_error_mm"] != "" for r in rows)
+    assert sum(int(r[f"contact_gt_{p}"]) for r in rows for p in C.CONTACT_PART_NAMES[1:]) > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["data_kind"] == "rich" and summary["run"]["body_model"] == "smpl"
+    assert list(summary["metrics"]["per_category"]) == ["pushup"]

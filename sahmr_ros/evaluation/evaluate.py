@@ -89,6 +89,7 @@ ROW_COLUMNS = (
 )
 _M_TO_MM = 1000.0
 _BOX_MATCH_PX = 0.5  # a published box equals its ground-truth box up to float32 rounding
+_KEEP_VIEWS = 16  # estimates of the first samples kept for the figures; the others are recomputed
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -445,6 +446,7 @@ def evaluate(data: EvalData, pipeline, j_regressor, *, limit: int | None = None,
     count = len(data) if limit is None else max(0, min(int(limit), len(data)))
     rows: list[dict] = []
     state: dict = {}
+    kept: dict[str, FrameView] = {}
     started = time.perf_counter()
     bar = tqdm(range(count), desc="sahmr eval", unit="image", disable=not progress, dynamic_ncols=True)
     for i in bar:
@@ -452,9 +454,11 @@ def evaluate(data: EvalData, pipeline, j_regressor, *, limit: int | None = None,
         _body_of(sample, data)
         if not sample.persons:
             continue
-        scene, index, _, _, frame = _run_frame(pipeline, sample, state, data)
+        scene, index, image, K, frame = _run_frame(pipeline, sample, state, data)
         rows += evaluate_frame(sample, scene, frame.persons, frame.skipped, j_regressor,
                                frame_ms=float(frame.timings_ms.get("total", math.nan)), scene_index=index)
+        if len(kept) < _KEEP_VIEWS:  # small runs draw their figures without running any frame again
+            kept[sample.key] = FrameView(sample, scene, image, K, list(frame.persons))
         bar.set_postfix(persons=len(rows), refresh=False)
     bar.close()
     wall = time.perf_counter() - started
@@ -462,6 +466,9 @@ def evaluate(data: EvalData, pipeline, j_regressor, *, limit: int | None = None,
     def views(keys: Sequence[str]) -> dict[str, FrameView]:
         out, view_state = {}, {}
         for key in keys:
+            if key in kept:
+                out[key] = kept[key]
+                continue
             sample = data.sample(data.position(key))
             scene, _, image, K, frame = _run_frame(pipeline, sample, view_state, data)
             out[key] = FrameView(sample, scene, image, K, list(frame.persons))
