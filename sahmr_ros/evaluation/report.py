@@ -175,7 +175,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _fmt(value: float, fmt: str) -> str:
-    return "–" if value is None or math.isnan(value) else fmt.format(value)
+    return "n/a" if value is None or math.isnan(value) else fmt.format(value)
 
 
 def markdown_report(summary: dict, run: dict, plots: dict[str, str]) -> str:
@@ -257,7 +257,7 @@ def _panel(view, faces, title: str):
     overlay = ImageOverlay(view.image, view.K, meshes, faces if view.persons else None,
                            np.array([p.box_xyxy for p in sample.persons]).reshape(-1, 4))
     top = TopView(cloud, T[:3, 3], T[:3, 2], np.array([p.root_map for p in sample.persons]).reshape(-1, 3),
-                  est_roots[np.isfinite(est_roots).all(axis=1)], contacts, labels)
+                  est_roots, contacts, labels)  # NaN rows (no estimate) keep the colours by person
     return SamplePanel(overlay, top, title)
 
 

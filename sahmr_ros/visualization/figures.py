@@ -83,7 +83,8 @@ class TopView:
         camera_position_map: (3,) camera centre, map frame.
         camera_forward_map: (3,) optical axis direction, map frame.
         gt_roots_map: (G, 3) ground-truth roots (G may be 0).
-        est_roots_map: (N, 3) estimated roots.
+        est_roots_map: (N, 3) estimated roots; a non-finite row (a person without an estimate) is not
+            drawn, so row i keeps person i's colour.
         contact_points_map: per person, (k, 3) contact points, map frame.
         contact_labels: per person, (k,) labels in 0..7 (``constants.CONTACT_PART_NAMES``).
     """
@@ -257,11 +258,14 @@ def _draw_top_view(ax, top: TopView, title: str, fontsize: float = 9, marker_sca
         ax.plot(*root[:2], marker="*", markersize=14 * marker_scale, color=_person_color(i, 1.0),
                 markeredgecolor="black", linestyle="", zorder=5)
     for i, root in enumerate(est_roots):
+        if not np.isfinite(root).all():
+            continue
         ax.plot(*root[:2], marker="x", markersize=11 * marker_scale, markeredgewidth=2.5 * marker_scale,
                 color=_person_color(i, 1.0), linestyle="", zorder=6)
 
     extent = [room_points[:, :2]] if len(room_points) else []
-    extent = np.concatenate(extent + [camera[None, :2], gt_roots[:, :2], est_roots[:, :2]])
+    est_drawn = est_roots[np.isfinite(est_roots).all(axis=1)]
+    extent = np.concatenate(extent + [camera[None, :2], gt_roots[:, :2], est_drawn[:, :2]])
     lo, hi = extent.min(axis=0) - 0.3, extent.max(axis=0) + 0.3
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
