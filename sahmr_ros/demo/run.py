@@ -30,7 +30,7 @@ class DemoScene:
         boxes: (N, 4) person boxes (from the projected ground-truth meshes).
         scene_points_map: (M, 3) the room's voxelised point cloud.
         gt_vertices_map: N arrays (6890, 3). gt_roots_map: (N, 3) H36M pelvis of each.
-        room: the :class:`~sahmr_ros.demo.scene.ProceduralRoom`.
+        room: the :class:`~sahmr_ros.data.rooms.Room`.
     """
 
     image: np.ndarray
@@ -46,20 +46,22 @@ class DemoScene:
 def make_demo_scene(model_dir: Path) -> DemoScene:
     """Build the synthetic room, two posed people and the rendered camera image."""
     from sahmr_ros.body import load_body_assets, load_body_model
-    from sahmr_ros.demo.posing import place_body, sitting_pose, standing_pose
     from sahmr_ros.visualization.render import look_at_camera, pinhole_intrinsics, render
-    from sahmr_ros.demo.scene import make_room
+    from sahmr_ros.data import poses
+    from sahmr_ros.data.furniture import LABEL_CHAIR_SEAT
+    from sahmr_ros.data.placement import place_person
+    from sahmr_ros.data.rooms import DEMO_ROOM_SEED, make_room
 
-    room = make_room()
+    room = make_room(DEMO_ROOM_SEED)
     body = load_body_assets(model_dir)
     smpl = load_body_model(model_dir)
-    people = [
-        place_body(smpl, standing_pose(), room.anchors["floor_spot"]),
-        place_body(smpl, sitting_pose(), room.anchors["seat_top_center"]),
-    ]
-    eye = room.anchors["camera_eye"].position
+    rng = np.random.default_rng(DEMO_ROOM_SEED)
+    chair = next(i for i, s in enumerate(room.supports) if s.label == LABEL_CHAIR_SEAT)
+    sitter = place_person(smpl, room, chair, poses.SITTING, rng, part_ids=body.part_ids_6890)
+    stander = place_person(smpl, room, 0, poses.STANDING, rng, part_ids=body.part_ids_6890, others=[sitter])
+    people = [stander, sitter]
     target = np.mean([p.pelvis for p in people], axis=0)
-    T_camera_map = look_at_camera(eye, target)
+    T_camera_map = look_at_camera(_camera_eye(room, target, room.supports[chair].facing), target)
     K = pinhole_intrinsics(IMAGE_W, IMAGE_H, 70.0)
     meshes = [(room.mesh_vertices, room.mesh_faces, room.face_colors)]
     meshes += [(p.vertices, body.faces, np.array(c, np.uint8)) for p, c in zip(people, _BODY_COLORS)]
@@ -77,11 +79,28 @@ def make_demo_scene(model_dir: Path) -> DemoScene:
         K=K,
         T_map_camera=invert_transform(T_camera_map),
         boxes=np.array(boxes),
-        scene_points_map=room.points,
+        scene_points_map=room.scene_cloud(),
         gt_vertices_map=[p.vertices for p in people],
         gt_roots_map=np.array([pelvis_row @ p.vertices for p in people]),
         room=room,
     )
+
+
+def _camera_eye(room, target: np.ndarray, facing: np.ndarray) -> np.ndarray:
+    """Place a robot's camera 1.3 m high, 3 m from ``target``, inside the room, most in front of ``facing``."""
+    best, score = None, -np.inf
+    for angle in np.linspace(-np.pi, np.pi, 24, endpoint=False):
+        direction = np.array([np.cos(angle), np.sin(angle), 0.0])
+        eye = target + 3.0 * direction
+        eye[2] = 1.3
+        line = target + np.linspace(0.15, 1.0, 30)[:, None] * (eye - target)
+        if (np.abs(eye[:2]) > room.size / 2 - 0.2).any() or room.sdf(line).min() < 0.05:
+            continue
+        if direction @ facing > score:
+            best, score = eye, direction @ facing
+    if best is None:
+        raise RuntimeError(f"no camera position in demo room {room.seed}")
+    return best
 
 
 def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto", seed: int = 0) -> Path:
