@@ -295,3 +295,15 @@ def test_sahmr_eval_on_the_official_rich_layout(synthetic_model_dir, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["data_kind"] == "rich" and summary["run"]["body_model"] == "smpl"
     assert list(summary["metrics"]["per_category"]) == ["pushup"]
+
+
+def test_the_evaluation_package_imports_no_ros():
+    import subprocess
+    import sys
+
+    code = ("import sys, sahmr_ros.evaluation, sahmr_ros.evaluation.bags; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosbags') "
+            "or m.startswith('sahmr_ros.ros')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
