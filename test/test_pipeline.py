@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -159,14 +161,34 @@ def test_precision_and_device_options_are_checked():
 HALF_PRECISION_TOLERANCE_M = {"bf16": (2e-3, 1e-2, 3e-3), "fp16": (2e-4, 2e-3, 5e-4)}
 
 
+@contextlib.contextmanager
+def _pinned_root_pixel(*pipes):
+    """Put the pelvis heatmap's peak at the crop centre (untrained heatmaps are flat: their argmax is a
+    tie that half-precision trunk features break differently, moving the coarse root by one cell)."""
+    def peak_at_centre(module, inputs, output):
+        out = output.clone()
+        heat = torch.zeros_like(out[:, C.ROOT_NET_PELVIS_CHANNEL])
+        heat[:, heat.shape[1] // 2, heat.shape[2] // 2] = 1.0
+        out[:, C.ROOT_NET_PELVIS_CHANNEL] = heat
+        return out
+
+    handles = [p.model.rcnet.root_net.register_forward_hook(peak_at_centre) for p in pipes]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @pytest.mark.parametrize("precision", sorted(HALF_PRECISION_TOLERANCE_M))
 def test_half_precision_on_cpu_matches_fp32(synthetic_model_dir, demo_scene, pipe, precision):
-    """The coarse root (same pinned depth, same heatmap argmax) and the ROI voxels are those of fp32;
+    """The coarse root (same pinned depth, same heatmap peak) and the ROI voxels are those of fp32;
     the refined root and the vertices are within the stated tolerances."""
     half = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision=precision))
     half.model.load_state_dict(pipe.model.state_dict())
     half.set_scene(demo_scene.scene_points_map)
-    a, b = _run(pipe, demo_scene), _run(half, demo_scene)
+    with _pinned_root_pixel(pipe, half):
+        a, b = _run(pipe, demo_scene), _run(half, demo_scene)
     root_tol, vertex_max, vertex_mean = HALF_PRECISION_TOLERANCE_M[precision]
     assert len(a.persons) == len(b.persons) == 2
     for pa, pb in zip(a.persons, b.persons):
