@@ -245,6 +245,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from sahmr_ros.data.synth import SynthConfig, default_workers, synthesize
+    from sahmr_ros.errors import InputError
+
+    config = SynthConfig(split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
+                         seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
+    out = Path(args.out)
+    if (out / "manifest.json").exists():
+        raise InputError(f"{out}: already holds a data set (manifest.json); choose another --out or delete it")
+    workers = args.workers or default_workers()
+    stats = synthesize(out, config, workers=workers, bags=args.bags, progress=not args.no_progress,
+                       command=["sahmr", *sys.argv[1:]] if argv_is_cli() else [])
+    stages = ", ".join(f"{k} {1e3 * v / stats['samples']:.0f}" for k, v in stats["stages_s"].items())
+    print(f"wrote {stats['samples']} samples ({stats['persons']} persons) of split {config.split!r} to {out} in "
+          f"{stats['seconds']:.1f} s: {stats['samples_per_s']:.2f} samples/s with {workers} worker(s); "
+          f"ms per sample and worker: {stages}")
+    print(f"evaluate: sahmr eval --data {out} --split {config.split} --demo -o {out}_eval")
+    return 0
+
+
+def argv_is_cli() -> bool:
+    """Tell whether this process is the ``sahmr`` command (its argv is worth recording)."""
+    return Path(sys.argv[0]).name in ("sahmr", "__main__.py", "cli.py")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sahmr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,6 +349,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-plots", action="store_true", help="write the tables only")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
+
+    syn = sub.add_parser("synth", help="generate RICH/PROX-like samples with exact ground truth (procedural rooms, "
+                                       "posed bodies, rendered images)",
+                         description="Writes a data split (webdataset-style tar shards, scenes, manifest; the test "
+                                     "split also as rosbag2 files) that sahmr eval and the training datasets read. "
+                                     "The same arguments give the same bytes, whatever --workers.")
+    syn.add_argument("--out", required=True, help="data directory to create")
+    syn.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default: test)")
+    syn.add_argument("--scenes", type=int, default=4, help="procedural rooms (default: 4)")
+    syn.add_argument("--frames-per-scene", type=int, default=8, help="images per room (default: 8)")
+    syn.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
+    syn.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU)")
+    syn.add_argument("--min-people", type=int, default=1, help="people per image, at least (default: 1)")
+    syn.add_argument("--max-people", type=int, default=4, help="people per image, at most (default: 4)")
+    syn.add_argument("--model-dir", default=None,
+                     help="body model directory (SMPL + official files); default: the synthetic body")
+    bags = syn.add_mutually_exclusive_group()
+    bags.add_argument("--bags", dest="bags", action="store_true", default=None,
+                      help="also write rosbag2 files (default: for the test split)")
+    bags.add_argument("--no-bags", dest="bags", action="store_false", help="no rosbag2 files")
+    syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    syn.set_defaults(func=_cmd_synth)
 
     info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")

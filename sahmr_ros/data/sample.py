@@ -113,7 +113,9 @@ class Person:
 
     Attributes:
         box_xyxy: (4,) float64 ``[x1, y1, x2, y2]`` pixels, the box of the visible mask.
-        visible_fraction: visible share of the body's pixels in [0, 1]; NaN when unknown (official data).
+        visible_fraction: visible share of the body's silhouette inside the image, in [0, 1] (occlusion by
+            the scene and other people; truncation by the image border is the ``"truncated"`` flag);
+            NaN when unknown (official data).
         category: pose name (``"sitting_chair"``, ...) or, for official data, the activity.
         root_camera, root_map: (3,) float64 H36M pelvis, metres, camera / map frame.
         joints14_camera, joints14_map: (14, 3) float64 H36M evaluation joints, metres.

@@ -1,0 +1,169 @@
+"""``sahmr synth``: the ground truth checked against independent computations.
+
+* projected vertices (K and the plumb_bob lens model written out here, not the renderer) fall inside
+  the person's box; for an unoccluded, untruncated person the box of the
+  projection is the box of the visible mask;
+* roots and joints are the H36M regressor applied to the stored vertices, and camera- and map-frame
+  values are related by the stored pose;
+* the scene-point contact labels equal a brute-force nearest-part-vertex search over the whole cloud;
+* no vertex penetrates the room beyond the placement tolerance (the room's exact SDF);
+* the same arguments give the same bytes, whatever the number of worker processes; the manifest
+  counts what was written; the test split's bags hold every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from sahmr_ros import constants as C
+from sahmr_ros.cli import main as cli_main
+from sahmr_ros.data.placement import PENETRATION_TOLERANCE_M
+from sahmr_ros.data.rooms import make_room
+from sahmr_ros.data.shards import ShardReader
+from sahmr_ros.data.synth import SynthConfig, synthesize
+from sahmr_ros.geometry import invert_transform, transform_points
+
+CONFIG = SynthConfig(split="test", scenes=2, frames_per_scene=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "data"
+    stats = synthesize(out, CONFIG, workers=1, progress=False)
+    assert stats["samples"] == 4
+    return out
+
+
+@pytest.fixture(scope="module")
+def samples(data_dir):
+    return list(ShardReader(data_dir))
+
+
+@pytest.fixture(scope="module")
+def body(synthetic_model_dir):
+    from sahmr_ros.body import load_body_assets
+
+    return load_body_assets(synthetic_model_dir)
+
+
+def _project(sample, points_camera):
+    """Pixels of camera-frame points through K and plumb_bob written out by hand (synth's only lens model)."""
+    x, y = points_camera[:, 0] / points_camera[:, 2], points_camera[:, 1] / points_camera[:, 2]
+    if sample.distortion_model != "none":
+        assert sample.distortion_model == "plumb_bob"
+        k1, k2, p1, p2, k3 = sample.distortion_coeffs
+        r2 = x * x + y * y
+        radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+        x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+                y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+    K = sample.K
+    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1)
+
+
+def test_manifest_counts_and_every_sample_has_people(data_dir, samples):
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert manifest["counts"]["samples"] == len(samples) == 4
+    assert manifest["counts"]["persons"] == sum(len(s.persons) for s in samples) > 0
+    assert manifest["generator_version"].startswith("sahmr_synth/")
+    for s in samples:
+        assert s.extra["body_model"] == "synthetic" and s.split == "test"
+        assert (s.image.shape[1], s.image.shape[0]) in ((640, 480), (848, 480), (960, 540), (1280, 720))
+        for p in s.persons:
+            assert p.visible_fraction >= 0.15 and p.category
+
+
+def test_projected_vertices_lie_in_the_box_of_the_visible_mask(samples):
+    checked = 0
+    for s in samples:
+        for p in s.persons:
+            assert np.all(p.vertices_camera[:, 2] > 0)
+            uv = _project(s, p.vertices_camera.astype(np.float64))
+            x1, y1, x2, y2 = p.box_xyxy
+            h, w = s.image.shape[:2]
+            assert -0.5 <= x1 < x2 <= w - 0.5 and -0.5 <= y1 < y2 <= h - 0.5
+            inside = (uv[:, 0] >= x1 - 1) & (uv[:, 0] <= x2 + 1) & (uv[:, 1] >= y1 - 1) & (uv[:, 1] <= y2 + 1)
+            in_image = (uv[:, 0] >= -0.5) & (uv[:, 0] <= w - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= h - 0.5)
+            assert ("truncated" in p.flags) == (not in_image.all())
+            assert inside[in_image].mean() >= min(0.99, p.visible_fraction - 0.1)
+            if not p.flags and p.visible_fraction > 0.999:  # fully seen: the projection spans the box
+                np.testing.assert_allclose([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()],
+                                           p.box_xyxy, atol=1.5)
+                checked += 1
+    assert checked >= 1
+
+
+def test_roots_and_joints_are_the_regressor_on_the_vertices(samples, body):
+    J = body.j_regressor_h36m
+    for s in samples:
+        T_camera_map = invert_transform(s.T_map_camera)
+        for p in s.persons:
+            v = p.vertices_map.astype(np.float64)
+            np.testing.assert_allclose(p.root_map, J[C.H36M_PELVIS] @ v, atol=1e-5)
+            np.testing.assert_allclose(p.joints14_map, J[list(C.H36M_J17_TO_J14)] @ v, atol=1e-5)
+            np.testing.assert_allclose(p.root_camera, transform_points(T_camera_map, p.root_map), atol=1e-6)
+            np.testing.assert_allclose(p.vertices_camera, transform_points(T_camera_map, v), atol=1e-4)
+
+
+def test_scene_contact_labels_equal_a_brute_force_search(data_dir, samples, body):
+    reader = ShardReader(data_dir)
+    parts = body.part_ids_6890
+    part_vertices = np.flatnonzero(parts > 0)
+    tested = 0
+    for s in samples[:2]:
+        cloud = reader.scene(s.scene_id).cloud.astype(np.float64)
+        for p in s.persons:
+            v = p.vertices_map.astype(np.float64)[part_vertices]
+            labels = np.zeros(len(cloud), np.int64)
+            for start in range(0, len(cloud), 4096):  # every cloud point against every part vertex
+                d = np.linalg.norm(cloud[start:start + 4096, None] - v[None], axis=2)
+                nearest = d.argmin(1)
+                close = d[np.arange(len(d)), nearest] < 0.07
+                labels[start:start + 4096][close] = parts[part_vertices[nearest[close]]]
+            expected = np.flatnonzero(labels)
+            np.testing.assert_array_equal(p.scene_contact_indices, expected)
+            np.testing.assert_array_equal(p.scene_contact_labels, labels[expected])
+            tested += len(expected) > 0
+    assert tested >= 1  # someone touches the scan
+
+
+def test_no_person_penetrates_the_room(data_dir, samples):
+    reader = ShardReader(data_dir)
+    for s in samples:
+        room = make_room(reader.scene(s.scene_id).extra["room_seed"])
+        for p in s.persons:
+            sdf = room.sdf(p.vertices_map.astype(np.float64))
+            assert sdf.min() >= -PENETRATION_TOLERANCE_M - 1e-4
+            assert p.vertex_contact.any() == (np.abs(sdf) < 0.03).any()
+
+
+def test_same_arguments_same_bytes_whatever_the_workers(data_dir, tmp_path):
+    again = tmp_path / "again"
+    synthesize(again, CONFIG, workers=2, progress=False)
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file() and path.name != "manifest.json" and "bags" not in path.parts:
+            assert (again / path.relative_to(data_dir)).read_bytes() == path.read_bytes(), path
+    strip = [json.loads((d / "manifest.json").read_text()) for d in (data_dir, again)]
+    assert strip[0] == strip[1]
+
+
+def test_the_test_split_is_written_as_bags_too(data_dir, samples):
+    index = json.loads((data_dir / "bags" / "test" / "index.json").read_text())
+    assert sorted(f["key"] for f in index["frames"]) == sorted(s.key for s in samples)
+    with tarfile.open(next(data_dir.glob("test-*.tar"))) as tar:
+        assert len([m for m in tar.getmembers() if m.name.endswith(".png")]) == len(samples)
+
+
+def test_cli_writes_a_split_and_refuses_an_existing_one(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["synth", "--out", str(out), "--scenes", "1", "--frames-per-scene", "1", "--workers", "1", "--no-progress",
+            "--split", "val"]
+    assert cli_main(args) == 0
+    assert "1 samples" in capsys.readouterr().out and not (out / "bags").exists()  # bags: test split only
+    assert cli_main(args) == 2
+    assert "already holds a data set" in capsys.readouterr().err
+    assert cli_main(["synth", "--out", str(tmp_path / "x"), "--scenes", "0"]) == 2
+    assert "--scenes" in capsys.readouterr().err
