@@ -111,12 +111,12 @@ class SynthConfig:
 
 
 def _seed(*parts) -> np.random.SeedSequence:
-    """A seed sequence of integers and strings (strings by their CRC32, stable across processes)."""
+    """Build a seed sequence of integers and strings (strings by their CRC32, stable across processes)."""
     return np.random.SeedSequence([p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts])
 
 
 def camera_pool(seed: int, split: str, size: int = CAMERA_POOL_SIZE) -> list[CameraModel]:
-    """The split's camera models: image sizes, focal lengths and distortion drawn once per split."""
+    """Draw the split's camera models (image sizes, focal lengths, distortion) once per split."""
     rng = np.random.default_rng(_seed(seed, split, "cameras"))
     pool = []
     for _ in range(size):
@@ -166,7 +166,7 @@ def _camera_pose(room, target: np.ndarray, rng: np.random.Generator):
 
 
 def _scene_contacts(tree, cloud: np.ndarray, vertices: np.ndarray, part_ids: np.ndarray):
-    """(indices int32 ascending, labels uint8) of the cloud points within 7 cm of a part vertex."""
+    """Return (indices int32 ascending, labels uint8) of the cloud points within 7 cm of a part vertex."""
     from sahmr_ros.evaluation.metrics import CONTACT_GT_RADIUS_M, contact_ground_truth_labels
 
     lo, hi = vertices.min(0) - CONTACT_GT_RADIUS_M, vertices.max(0) + CONTACT_GT_RADIUS_M
