@@ -35,6 +35,7 @@ from sahmr_ros.errors import InputError, ModelFilesMissingError
 
 __all__ = [
     "RestrictedUnpickler",
+    "restricted_load",
     "SMPL_SOURCE_HINT",
     "find_smpl_file",
     "load_body_model",
@@ -146,9 +147,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
 
-def _restricted_load(file: BinaryIO, source: str | Path) -> Any:
+def restricted_load(file: BinaryIO, source: str | Path, unpickler: type | None = None) -> Any:
+    """Unpickle ``file`` with :class:`RestrictedUnpickler` (or a subclass ``unpickler``).
+
+    Raises:
+        InputError: a refused class, or corrupt or truncated data, naming ``source``.
+    """
     try:
-        return RestrictedUnpickler(file, source).load()
+        return (unpickler or RestrictedUnpickler)(file, source).load()
     except InputError:
         raise
     except Exception as exc:  # corrupt or truncated data
@@ -167,7 +173,7 @@ def read_npy(file: BinaryIO, source: str | Path) -> np.ndarray:
     except Exception as exc:
         raise InputError(f"{source}: not a .npy array ({exc})") from exc
     if dtype.hasobject:
-        array = _restricted_load(data, source)
+        array = restricted_load(data, source)
         if not isinstance(array, np.ndarray):
             raise InputError(f"{source}: expected a pickled numpy array, got {type(array).__name__}")
         return array
@@ -252,7 +258,7 @@ def load_smpl_arrays(path: str | Path) -> dict[str, Any]:
         raw = {k: (v.item() if v.dtype.hasobject and v.shape == () else v) for k, v in raw.items()}
     else:
         with open(path, "rb") as file:
-            raw = _restricted_load(file, path)
+            raw = restricted_load(file, path)
         if not isinstance(raw, dict):
             raise InputError(f"{path}: expected a pickled dict of SMPL arrays, got {type(raw).__name__}")
     arrays = {str(k): _to_plain(v, str(k), path) for k, v in raw.items()}

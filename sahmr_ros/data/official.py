@@ -70,7 +70,7 @@ import numpy as np
 import scipy.sparse
 
 from sahmr_ros import constants as C
-from sahmr_ros.body.smpl import RestrictedUnpickler, read_npy
+from sahmr_ros.body.smpl import RestrictedUnpickler, read_npy, restricted_load
 from sahmr_ros.data.sample import NO_DISTORTION, Person, Sample, Scene
 from sahmr_ros.errors import InputError
 from sahmr_ros.evaluation.metrics import CONTACT_GT_RADIUS_M, SDFGrid, contact_ground_truth_labels
@@ -107,12 +107,7 @@ def _load_pickle(path: Path) -> Any:
     if not path.is_file():
         raise InputError(f"{path}: not found (official SA-HMR evaluation data)")
     with open(path, "rb") as f:
-        try:
-            return _TransferUnpickler(f, path).load()
-        except InputError:
-            raise
-        except Exception as exc:  # truncated or corrupt pickle
-            raise InputError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+        return restricted_load(f, path, _TransferUnpickler)
 
 
 def _load_npy(path: Path) -> np.ndarray:
