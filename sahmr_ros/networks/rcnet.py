@@ -64,6 +64,8 @@ class RootEstimate:
         pelvis_heatmap: (B, 56, 56).
         depth_map: (B, 56, 56) normalised depth ``d`` (``Z = d f_x / w_bbox``).
         part_heatmaps: (B, 7, 56, 56) auxiliary 2D part-contact heatmaps (training signal).
+        part_heatmaps_flipped: (B, 7, 56, 56) the part heatmaps of the horizontally flipped crops, or
+            None (only with ``estimate_root(..., with_flipped=True)``, training).
     """
 
     root_camera: torch.Tensor
@@ -71,6 +73,7 @@ class RootEstimate:
     pelvis_heatmap: torch.Tensor
     depth_map: torch.Tensor
     part_heatmaps: torch.Tensor
+    part_heatmaps_flipped: torch.Tensor | None = None
 
 
 @dataclass
@@ -124,15 +127,24 @@ class RCNet(nn.Module):
         self.register_buffer("img_mean", torch.tensor(C.IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("img_std", torch.tensor(C.IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
 
-    def estimate_root(self, crops: torch.Tensor, bbx_lurb: torch.Tensor, K: torch.Tensor) -> RootEstimate:
+    def estimate_root(self, crops: torch.Tensor, bbx_lurb: torch.Tensor, K: torch.Tensor,
+                      with_flipped: bool = False) -> RootEstimate:
         """Coarse root and image features.
 
         Args:
             crops: (B, 3, 224, 224) RGB in [0, 1].
             bbx_lurb: (B, 4) square crop boxes, full-image pixels.
             K: (B, 3, 3) full-image intrinsics.
+            with_flipped: training only (official ``train_extra_flip``): the trunk also runs on the
+                horizontally flipped crops, in the same batch (2B), and their part heatmaps are returned
+                as ``part_heatmaps_flipped``; everything else comes from the unflipped half.
         """
-        out = self.root_net((crops - self.img_mean) / self.img_std)  # (B, 41, 56, 56)
+        images = (crops - self.img_mean) / self.img_std
+        if with_flipped:
+            both = self.root_net(torch.cat([images, images.flip(-1)]))  # (2B, 41, 56, 56)
+            out, flipped = both[: len(crops)], both[len(crops):, C.ROOT_NET_AUX_CHANNELS]
+        else:
+            out, flipped = self.root_net(images), None  # (B, 41, 56, 56)
         pelvis = out[:, C.ROOT_NET_PELVIS_CHANNEL]
         depth = out[:, C.ROOT_NET_DEPTH_CHANNEL]
         with torch.no_grad():
@@ -143,6 +155,7 @@ class RCNet(nn.Module):
             pelvis_heatmap=pelvis,
             depth_map=depth,
             part_heatmaps=out[:, C.ROOT_NET_AUX_CHANNELS],
+            part_heatmaps_flipped=flipped,
         )
 
     def estimate_contacts(
