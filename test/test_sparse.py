@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import sahmr_ros.networks.sparse as sparse_module
 from sahmr_ros.networks.sparse import (
     DownConv3d,
     SparseContext,
@@ -26,6 +27,16 @@ from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
 
 OFFSETS3 = [(ix, iy, iz) for iz in (-1, 0, 1) for iy in (-1, 0, 1) for ix in (-1, 0, 1)]  # x fastest
 OFFSETS2 = [(ix, iy, iz) for ix in (0, 1) for iy in (0, 1) for iz in (0, 1)]  # z fastest
+
+
+@pytest.fixture(params=["torch", "torch-per-offset", "spconv"])
+def backend(request, monkeypatch):
+    """Sparse backend of a test: spconv, or torch in its one-GEMM or its per-offset form (forced)."""
+    if request.param == "torch-per-offset":
+        monkeypatch.setattr(sparse_module, "_MACS_PER_OFFSET_CALL", -1)
+    elif request.param == "torch":
+        monkeypatch.setattr(sparse_module, "_MACS_PER_OFFSET_CALL", float("inf"))
+    return request.param.split("-")[0]
 
 
 def _random_voxels(n=400, lo=-9, hi=9, batch=2, channels=5, stride=1, seed=0):
@@ -89,13 +100,13 @@ def _sorted(coords, feats):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_submanifold_conv_matches_reference(threads):
+def test_submanifold_conv_matches_reference(threads, backend):
     torch.set_num_threads(threads)  # spconv's CPU kernels race with >1 thread unless guarded
     x = _random_voxels(stride=2)
     conv = SubmanifoldConv3d(5, 3)
     kernel_ts = torch.randn(27, 5, 3)
     conv.conv.weight.data = kernel_from_torchsparse(kernel_ts, 3)
-    ctx = SparseContext(x.coords, 2)
+    ctx = SparseContext(x.coords, 2, backend=backend)
     with torch.no_grad():
         out = conv(x, ctx)
     ref = _ref_subm(x, kernel_ts)
@@ -105,14 +116,14 @@ def test_submanifold_conv_matches_reference(threads):
 
 @pytest.mark.parametrize("rounding", ["floor", "trunc"])
 @pytest.mark.parametrize("stride", [1, 4])
-def test_down_and_transposed_conv_match_reference(rounding, stride):
+def test_down_and_transposed_conv_match_reference(rounding, stride, backend):
     x = _random_voxels(stride=stride, seed=stride)
     assert (x.coords[:, 1:] < 0).any(), "the test needs negative coordinates"
     down, up = DownConv3d(5, 4), UpConv3d(4, 6)
     k_down, k_up = torch.randn(8, 5, 4), torch.randn(8, 4, 6)
     down.conv.weight.data = kernel_from_torchsparse(k_down, 2)
     up.conv.weight.data = kernel_from_torchsparse(k_up, 2)
-    ctx = SparseContext(x.coords, 2, rounding=rounding)
+    ctx = SparseContext(x.coords, 2, rounding=rounding, backend=backend)
     with torch.no_grad():
         coarse = down(x, ctx)
         coarse_in = coarse.replace(torch.randn_like(coarse.feats))
@@ -168,8 +179,8 @@ def test_point_to_voxel_is_the_mean_of_points_per_voxel():
     assert out.feats[:, 0].tolist() == [2.0, 5.0, 7.0]  # the point at (9,9,9) has no voxel
 
 
-def test_spvcnn_rows_follow_input_order_and_are_deterministic():
-    net = SPVCNN(SPVCNNConfig.small(), rounding="trunc").eval()
+def test_spvcnn_rows_follow_input_order_and_are_deterministic(backend):
+    net = SPVCNN(SPVCNNConfig.small(), rounding="trunc", sparse_backend=backend).eval()
     x = _random_voxels(n=600, lo=-15, hi=15, channels=35)
     with torch.no_grad():
         a = net(x.coords, x.feats, 2)

@@ -1,7 +1,15 @@
-"""Sparse voxel tensors for the point-voxel 3D CNN (SPVCNN), on spconv.
+"""Sparse voxel tensors for the point-voxel 3D CNN (SPVCNN): a pure-torch path and spconv.
 
-The official model was trained with torchsparse 1.4. This module reproduces its semantics on top
-of spconv 2.x so the released weights give the same numbers:
+The official model was trained with torchsparse 1.4. This module reproduces its semantics on two
+backends that read the same weights (spconv's layout ``[Cout, k, k, k, Cin]``), chosen per forward
+by :class:`SparseContext` (``backend``; the environment variable ``SAHMR_SPARSE_BACKEND``):
+
+* ``"torch"`` (default on CPU): gather-GEMM-scatter over kernel maps built once per stride and
+  kind in the context (as spconv's ``indice_key``), differentiable by autograd, multi-threaded;
+* ``"spconv"`` (default on CUDA): spconv 2.x, whose CPU backward does not run and whose CPU kernels
+  race with several threads (run single-threaded here).
+
+Semantics, in both:
 
 * a sparse tensor holds integer voxel coordinates ``(b, x, y, z)`` in units of the *finest* voxel
   (5 cm), all multiples of the tensor's ``stride`` (1, 2, 4, 8, 16);
@@ -13,7 +21,8 @@ of spconv 2.x so the released weights give the same numbers:
   torch 1.12 (the official environment): camera-frame coordinates are often negative, so the two
   give different voxel sets. :class:`SparseContext` takes ``rounding="trunc"`` or ``"floor"``.
 
-spconv needs non-negative indices, so coordinates are shifted by an origin that is a multiple of
+The torch path computes the output coordinates with either rule directly. spconv needs
+non-negative indices, so coordinates are shifted by an origin that is a multiple of
 the coarsest stride; floor division commutes with such a shift, and the truncating variant is
 computed from the unshifted coordinates and mapped onto spconv's (floor) result: both share the
 same 2x2x2 neighbourhoods, they only differ in which coarse voxels exist (see
@@ -22,6 +31,10 @@ same 2x2x2 neighbourhoods, they only differ in which coarse voxels exist (see
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,16 +52,24 @@ except ImportError:  # pragma: no cover - exercised only on broken installs
 __all__ = [
     "SparseVoxels",
     "SparseContext",
+    "BACKEND_ENV",
+    "default_backend",
     "CoordIndex",
     "SubmanifoldConv3d",
     "DownConv3d",
     "UpConv3d",
     "PointwiseConv",
+    "KernelMap",
+    "sparse_conv",
     "voxel_to_point",
     "point_to_voxel",
 ]
 
 Rounding = Literal["trunc", "floor"]
+Backend = Literal["torch", "spconv"]
+# One per-offset gather-GEMM-scatter costs about as much as this many multiply-adds (3 calls, 2 cores)
+_MACS_PER_OFFSET_CALL = 2_000_000
+BACKEND_ENV = "SAHMR_SPARSE_BACKEND"  # "torch", "spconv" or "auto" (default)
 _KEY_BITS = 16  # bits per spatial axis in a coordinate key: +-32768 voxels (+-1.6 km at 5 cm)
 _KEY_OFFSET = 1 << (_KEY_BITS - 1)
 
@@ -60,6 +81,22 @@ def _require_spconv():
             "(CUDA 12.x); see README.md"
         )
     return spconv
+
+
+def default_backend(device: torch.device | str) -> Backend:
+    """Sparse-conv backend for tensors on ``device``: ``SAHMR_SPARSE_BACKEND`` if set, else auto.
+
+    Auto is ``"spconv"`` on CUDA (when spconv is installed) and ``"torch"`` elsewhere: on CPU the
+    torch path is faster, multi-threaded and has a backward, and spconv's CPU backward does not run.
+    """
+    forced = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if forced in ("torch", "spconv"):
+        return forced
+    if forced != "auto":
+        raise ValueError(f"{BACKEND_ENV} must be 'torch', 'spconv' or 'auto', got {forced!r}")
+    if torch.device(device).type == "cuda" and spconv is not None:
+        return "spconv"
+    return "torch"
 
 
 @contextmanager
@@ -129,27 +166,42 @@ def _coord_keys(coords: torch.Tensor) -> torch.Tensor:
     return (c[:, 0] << (3 * _KEY_BITS)) | (xyz[:, 0] << (2 * _KEY_BITS)) | (xyz[:, 1] << _KEY_BITS) | xyz[:, 2]
 
 
+def _coords_from_keys(keys: torch.Tensor) -> torch.Tensor:
+    mask = (1 << _KEY_BITS) - 1
+    xyz = [((keys >> (shift * _KEY_BITS)) & mask) - _KEY_OFFSET for shift in (2, 1, 0)]
+    return torch.stack([keys >> (3 * _KEY_BITS)] + xyz, dim=1)
+
+
 @dataclass
 class SparseContext:
-    """Per-forward state shared by the sparse layers: spconv index origin, kernel maps, rounding.
+    """Per-forward state shared by the sparse layers: backend, kernel maps, rounding, spconv origin.
 
     Args:
         coords: (N, 4) finest-level coordinates of the whole batch.
         batch_size: number of samples B (batch ids in 0..B-1).
         rounding: ``"trunc"`` (torch 1.12 torchsparse, what the released weights saw) or ``"floor"``.
         max_stride: coarsest stride used (16 for SPVCNN's 4 down-samplings).
+        backend: ``"torch"`` or ``"spconv"``; None: :func:`default_backend` of ``coords``' device.
     """
 
     coords: torch.Tensor
     batch_size: int
     rounding: Rounding = "floor"
     max_stride: int = 16
+    backend: Backend | None = None
     indice_dict: dict = field(default_factory=dict)
     _down: dict = field(default_factory=dict)  # stride -> (floor coords, trunc coords, floor row of trunc)
+    _maps: dict = field(default_factory=dict)  # torch backend: (kind, stride) -> kernel map
 
     def __post_init__(self):
         if self.rounding not in ("trunc", "floor"):
             raise ValueError(f"rounding must be 'trunc' or 'floor', got {self.rounding!r}")
+        if self.backend is None:
+            self.backend = default_backend(self.coords.device)
+        if self.backend not in ("torch", "spconv"):
+            raise ValueError(f"backend must be 'torch' or 'spconv', got {self.backend!r}")
+        if self.backend == "spconv":
+            _require_spconv()
         xyz = self.coords[:, 1:].to(torch.int64)
         if len(xyz):
             lo = torch.div(xyz.min(0).values, self.max_stride, rounding_mode="floor") - 1
@@ -204,7 +256,194 @@ class SparseContext:
         c = coords.to(torch.int64).clone()
         mode = "floor" if self.rounding == "floor" else "trunc"
         c[:, 1:] = torch.div(c[:, 1:], 2 * stride, rounding_mode=mode) * (2 * stride)
-        return torch.unique(c, dim=0).to(torch.int32)
+        # unique rows, sorted as torch.unique(dim=0) sorts them: keys are monotone in (b, x, y, z)
+        return _coords_from_keys(torch.unique(_coord_keys(c))).to(torch.int32)
+
+    # -- torch backend: kernel maps, built once per (kind, stride) and reused ----------------------
+    def subm_map(self, x: SparseVoxels) -> "KernelMap":
+        """Kernel map of the 3x3x3 submanifold conv at ``x.stride`` (built on first use).
+
+        Output ``o`` reads input ``n`` at offset ``k = 9 a + 3 b + c`` when
+        ``x.coords[n] = x.coords[o] + (a - 1, b - 1, c - 1) * stride`` over (x, y, z): spconv's weight
+        index order ``[:, a, b, c, :]``.
+        """
+        key = ("subm", x.stride)
+        if key not in self._maps:
+            with torch.no_grad():
+                c = x.coords.to(torch.int64)
+                offsets = _offsets(3, c.device) - 1  # (27, 3)
+                query = c[:, None, :].repeat(1, len(offsets), 1)
+                query[..., 1:] += offsets * x.stride
+                rows = CoordIndex(c).lookup(query)  # (N, 27), -1 where absent
+                out, k = (rows >= 0).nonzero(as_tuple=True)
+                self._maps[key] = KernelMap(x.coords, x.coords, rows[out, k], out, k, 27, identity=13)
+        return self._maps[key]
+
+    def down_map(self, x: SparseVoxels) -> "KernelMap":
+        """Kernel map of the 2x2x2 stride-2 conv from ``x.stride`` (its transposed conv swaps it).
+
+        Output coordinates follow :meth:`downsample_coords` (``rounding``); output ``o`` reads
+        ``o + (a, b, c) * stride`` at offset ``k = 4 a + 2 b + c`` (spconv's weight order). Each fine
+        voxel ``n`` lies in the 2x2x2 block of one coarse position, ``floor(n / 2s) * 2s``, which
+        truncation may leave out of the output: that fine voxel then feeds (and receives) nothing.
+        """
+        key = ("down", x.stride)
+        if key not in self._maps:
+            with torch.no_grad():
+                fine = x.coords.to(torch.int64)
+                coarse = self.downsample_coords(x.coords, x.stride)
+                block = fine.clone()
+                block[:, 1:] = torch.div(fine[:, 1:], 2 * x.stride, rounding_mode="floor") * (2 * x.stride)
+                bits = torch.div(fine[:, 1:] - block[:, 1:], x.stride, rounding_mode="floor")  # (N, 3) in {0, 1}
+                k = bits[:, 0] * 4 + bits[:, 1] * 2 + bits[:, 2]
+                parent = CoordIndex(coarse).lookup(block)
+                hit = (parent >= 0).nonzero(as_tuple=True)[0]
+                self._maps[key] = KernelMap(x.coords, coarse, hit, parent[hit], k[hit], 8)
+        return self._maps[key]
+
+
+class KernelMap:
+    """Pairs (input row, output row, offset) of a sparse convolution, for the torch backend.
+
+    ``out[o] = sum over pairs (n, o, k) of feats[n] @ W[k]``; the transposed conv reads the same
+    pairs swapped. :func:`sparse_conv` runs it in one of two ways:
+
+    * narrow layers: one GEMM of every input with all offsets' weights, ``Y = feats @ [W_0 ..
+      W_K-1]`` (rows ``n * K + k``), then one sparse 0/1 matrix product ``out = S @ Y``
+      (:class:`_SelectSum`): few operations, but it multiplies absent neighbours too;
+    * wide layers: per offset, gather the pairs' inputs, multiply by ``W[k]``, scatter-add
+      (:meth:`groups`): only the existing pairs' products, K operations each.
+
+    Attributes:
+        in_coords: (N_in, 4) int32; out_coords: (N_out, 4) int32.
+        in_rows, out_rows, offsets: (P,) int64 pair lists; K: kernel volume.
+    """
+
+    def __init__(self, in_coords, out_coords, in_rows, out_rows, offsets, volume: int, identity: int | None = None):
+        self.in_coords, self.out_coords = in_coords, out_coords
+        self.in_rows, self.out_rows, self.offsets, self.volume = in_rows, out_rows, offsets, volume
+        self.identity = identity  # offset whose pairs are (n, n) for every row (submanifold centre)
+        self._select: dict = {}
+        self._groups: list | None = None
+
+    def groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per offset k: (input rows, output rows) of its pairs."""
+        if self._groups is None:
+            order = torch.argsort(self.offsets, stable=True)
+            counts = torch.bincount(self.offsets, minlength=self.volume).tolist()
+            self._groups = list(zip(self.in_rows[order].split(counts), self.out_rows[order].split(counts)))
+        return self._groups
+
+    def selection(self, transposed: bool, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, S^T) as CSR matrices of ``dtype``: S maps ``Y`` rows ``n * K + k`` to output rows ``o``."""
+        key = (transposed, dtype)
+        if key not in self._select:
+            n_in, n_out = len(self.in_coords), len(self.out_coords)
+            src, dst = (self.out_rows, self.in_rows) if transposed else (self.in_rows, self.out_rows)
+            if transposed:
+                n_in, n_out = n_out, n_in
+            cols = src * self.volume + self.offsets
+            shape = (n_out, n_in * self.volume)
+            self._select[key] = (_csr(dst, cols, shape, dtype), _csr(cols, dst, shape[::-1], dtype))
+        return self._select[key]
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    """CSR 0/1 matrix of ``shape`` with ones at (rows, cols) (pairs unique), columns sorted per row."""
+    order = torch.argsort(rows * shape[1] + cols)
+    counts = torch.bincount(rows, minlength=shape[0])
+    crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    values = torch.ones(len(rows), dtype=dtype, device=rows.device)
+    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta": used here within its tested scope
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cols[order], values, shape, check_invariants=False)
+
+
+class _SelectSum(torch.autograd.Function):
+    """``S @ y`` for a constant sparse S, with the backward ``S^T @ grad`` from a prebuilt S^T."""
+
+    @staticmethod
+    def forward(ctx, s, s_t, y):
+        ctx.s_t = s_t
+        return s @ y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, ctx.s_t @ grad.contiguous()
+
+
+def _offsets(k: int, device: torch.device) -> torch.Tensor:
+    """(k^3, 3) int64 kernel offsets ``(a, b, c)`` in spconv's weight order (c fastest)."""
+    return torch.tensor(list(itertools.product(range(k), repeat=3)), dtype=torch.int64, device=device)
+
+
+def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, transposed: bool = False) -> torch.Tensor:
+    """Sparse convolution over a kernel map (torch backend), differentiable by autograd.
+
+    ``out[o] = sum over pairs (n, o, k) of feats[n] @ W[k]``, ``W[k] = weight[:, a, b, c, :].T`` for
+    the offset ``k`` of ``(a, b, c)`` (spconv's weight order, c fastest); ``transposed`` swaps each
+    pair's input and output. Runs in float32 or better with autocast off (sums of up to 27 x Cin
+    products) and returns the dtype of ``feats``.
+
+    Args:
+        feats: (N_in, Cin) input features (N_out, Cin when transposed).
+        weight: (Cout, k, k, k, Cin) spconv-layout kernel.
+        kmap: the layer's :class:`KernelMap`.
+        transposed: apply the map's transposed convolution.
+
+    Returns:
+        (N_out, Cout) (N_in, Cout when transposed).
+    """
+    dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(weight).dtype)
+    c_out, c_in = weight.shape[0], weight.shape[-1]
+    n_src = len(kmap.out_coords if transposed else kmap.in_coords)
+    n_dst = len(kmap.in_coords if transposed else kmap.out_coords)
+    # multiply-adds the one-GEMM form spends on absent pairs, against the per-offset form's overhead
+    wasted = (n_src * kmap.volume - len(kmap.offsets)) * c_in * c_out
+    with full_precision(feats.device):
+        f = feats.to(dtype)
+        if wasted <= kmap.volume * _MACS_PER_OFFSET_CALL:
+            s, s_t = kmap.selection(transposed, dtype)
+            w = weight.to(dtype).permute(4, 1, 2, 3, 0).reshape(c_in, -1)  # (Cin, K * Cout), column k * Cout + j
+            y = (f @ w).reshape(-1, c_out)  # (N * K, Cout), row n * K + k
+            out = _SelectSum.apply(s, s_t, y)
+        else:
+            w = weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(kmap.volume, c_in, c_out)  # W[k]
+            out = f @ w[kmap.identity] if kmap.identity is not None else f.new_zeros(n_dst, c_out)
+            for k, (src, dst) in enumerate(kmap.groups()):
+                if k == kmap.identity or len(src) == 0:
+                    continue
+                if transposed:
+                    src, dst = dst, src
+                out = out.index_add(0, dst, f.index_select(0, src) @ w[k])
+    return out.to(feats.dtype)
+
+
+class _ConvWeight(nn.Module):
+    """Holds a spconv-layout kernel (Cout, k, k, k, Cin) where spconv is not installed.
+
+    Same parameter name and shape as spconv's modules (so checkpoints load either way) and the same
+    initialisation law (kaiming uniform, a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, *(kernel_size,) * 3, in_channels))
+        bound = 1.0 / math.sqrt(in_channels * kernel_size**3)
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.indice_key = None
+
+
+def _conv_module(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    """Build the spconv module of ``kind`` (``subm``, ``down``, ``up``), or a weight holder without spconv."""
+    kernel_size = 3 if kind == "subm" else 2
+    if spconv is None:
+        return _ConvWeight(in_channels, out_channels, kernel_size)
+    if kind == "subm":
+        return spconv.SubMConv3d(in_channels, out_channels, 3, bias=False)
+    if kind == "down":
+        return spconv.SparseConv3d(in_channels, out_channels, 2, stride=2, bias=False)
+    return spconv.SparseInverseConv3d(in_channels, out_channels, 2, indice_key="unset", bias=False)
 
 
 class SubmanifoldConv3d(nn.Module):
@@ -212,10 +451,11 @@ class SubmanifoldConv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        sp = _require_spconv()
-        self.conv = sp.SubMConv3d(in_channels, out_channels, 3, bias=False)
+        self.conv = _conv_module("subm", in_channels, out_channels)
 
     def forward(self, x: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
+        if ctx.backend == "torch":
+            return x.replace(sparse_conv(x.feats, self.conv.weight, ctx.subm_map(x)))
         self.conv.indice_key = f"subm{x.stride}"
         out = ctx.run(self.conv, x)
         return x.replace(out.features)
@@ -226,10 +466,12 @@ class DownConv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        sp = _require_spconv()
-        self.conv = sp.SparseConv3d(in_channels, out_channels, 2, stride=2, bias=False)
+        self.conv = _conv_module("down", in_channels, out_channels)
 
     def forward(self, x: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
+        if ctx.backend == "torch":
+            m = ctx.down_map(x)
+            return SparseVoxels(m.out_coords, sparse_conv(x.feats, self.conv.weight, m), 2 * x.stride)
         self.conv.indice_key = f"down{x.stride}"
         out = ctx.run(self.conv, x)
         coarse = 2 * x.stride
@@ -258,11 +500,13 @@ class UpConv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        sp = _require_spconv()
-        self.conv = sp.SparseInverseConv3d(in_channels, out_channels, 2, indice_key="unset", bias=False)
+        self.conv = _conv_module("up", in_channels, out_channels)
 
     def forward(self, x: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
         fine = x.stride // 2
+        if ctx.backend == "torch":
+            m = ctx._maps[("down", fine)]
+            return SparseVoxels(m.in_coords, sparse_conv(x.feats, self.conv.weight, m, transposed=True), fine)
         self.conv.indice_key = f"down{fine}"
         floor_coords, trunc_coords, rows = ctx._down[fine]
         feats = x.feats

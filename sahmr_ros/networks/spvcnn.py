@@ -130,12 +130,16 @@ class SPVCNN(nn.Module):
         config: widths.
         rounding: coordinate down-sampling rule, ``"trunc"`` (as the released weights were trained,
             torch 1.12 + torchsparse 1.4) or ``"floor"``; see :mod:`sahmr_ros.networks.sparse`.
+        sparse_backend: ``"torch"``, ``"spconv"`` or None (per device, see
+            :func:`sahmr_ros.networks.sparse.default_backend`); an attribute, may be changed later.
     """
 
-    def __init__(self, config: SPVCNNConfig = SPVCNNConfig(), rounding: str = "floor"):
+    def __init__(self, config: SPVCNNConfig = SPVCNNConfig(), rounding: str = "floor",
+                 sparse_backend: str | None = None):
         super().__init__()
         self.config = config
         self.rounding = rounding
+        self.sparse_backend = sparse_backend
         cs = config.channels
         self.fc_in = nn.Linear(config.in_channels, config.in_channels)
         self.stem = _Seq(
@@ -177,7 +181,7 @@ class SPVCNN(nn.Module):
         Returns:
             (N, out_channels), row i for input voxel i.
         """
-        ctx = SparseContext(coords, batch_size, rounding=self.rounding)
+        ctx = SparseContext(coords, batch_size, rounding=self.rounding, backend=self.sparse_backend)
         # one point per input voxel, at its integer coordinate: float32 (bf16 is exact only to 256)
         points = coords[:, 1:].to(torch.promote_types(feats.dtype, torch.float32))
         batch = coords[:, 0].to(torch.int64)

@@ -1,0 +1,110 @@
+"""Milliseconds per SPVCNN forward (and forward + backward) on the torch and spconv sparse backends.
+
+    python bench/sparse.py                          # small + official, 1 and 2 threads, ~2,400 voxels
+    python bench/sparse.py --presets small --threads 2 --repeats 50
+
+Input: the voxels of a region of interest around a person 3 m in front of the camera (a standing
+body, the floor under it and a wall behind it, 5 cm voxels, camera frame, 1.25 m around the root),
+35 random input channels; random weights. spconv's CPU backward does not run, so its forward +
+backward column reads "n/a" on CPU. Medians of ``--repeats`` runs after 3 warm-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig  # noqa: E402
+
+VOXEL_M = 0.05
+ROI_RADIUS_M = 1.25
+
+
+def person_roi_voxels(seed: int = 0, root=(0.1, 0.2, 3.0)) -> torch.Tensor:
+    """(N, 4) int32 unique voxel coordinates (batch 0) of a person, floor and wall around ``root`` (m).
+
+    Camera frame (x right, y down, z forward); about 2,400 voxels, many with negative x and y.
+    """
+    g = torch.Generator().manual_seed(seed)
+    r = torch.tensor(root, dtype=torch.float64)
+    body = torch.randn(60000, 3, generator=g, dtype=torch.float64)
+    body = body / body.norm(dim=1, keepdim=True) * torch.tensor([0.22, 0.85, 0.14], dtype=torch.float64) + r
+    floor = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * ROI_RADIUS_M + r
+    floor[:, 1] = r[1] + 0.88
+    wall = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * ROI_RADIUS_M + r
+    wall[:, 2] = r[2] + 0.9
+    pts = torch.cat([body, floor, wall])
+    pts = pts[(pts - r).norm(dim=1) < ROI_RADIUS_M]
+    xyz = torch.unique(torch.floor(pts / VOXEL_M).to(torch.int64), dim=0)
+    return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).to(torch.int32)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """(forward ms, forward + backward ms or nan) of one SPVCNN preset on one backend."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
+    net = SPVCNN(config, rounding="floor" if preset == "small" else "trunc", sparse_backend=backend)
+    feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
+
+    def forward():
+        with torch.no_grad():
+            net.eval()(coords, feats, 1)
+
+    def train_step():
+        net.train()
+        net.zero_grad(set_to_none=True)
+        net(coords, feats, 1).square().mean().backward()
+
+    fwd = _median_ms(forward, repeats)
+    if backend == "spconv" and coords.device.type == "cpu":
+        return fwd, float("nan")
+    return fwd, _median_ms(train_step, max(3, repeats // 2))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["small", "official"], choices=["small", "official"])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--backends", nargs="+", default=["torch", "spconv"], choices=["torch", "spconv"])
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args(argv)
+    coords = person_roi_voxels()
+    print(f"{len(coords)} voxels, torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    print("| preset | threads | backend | forward ms | forward + backward ms |")
+    print("|---|---|---|---|---|")
+    fwd = {}
+    for preset in args.presets:
+        for threads in args.threads:
+            for backend in args.backends:
+                f, fb = measure(preset, backend, threads, coords, args.repeats)
+                fwd[preset, threads, backend] = f
+                fb_text = "n/a" if fb != fb else f"{fb:.1f}"
+                print(f"| {preset} | {threads} | {backend} | {f:.1f} | {fb_text} |", flush=True)
+    if "torch" in args.backends and "spconv" in args.backends:
+        for preset in args.presets:
+            for threads in args.threads:
+                ratio = fwd[preset, threads, "torch"] / fwd[preset, threads, "spconv"]
+                print(f"{preset}, {threads} thread(s): forward torch / spconv = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
