@@ -382,6 +382,7 @@ def test_bad_transforms_are_rejected_with_the_field_named():
     (("map", "cam", 0, (float("nan"), 0, 0), (0, 0, 0, 1)), "translation"),
     (("map", "cam", 0, (0, 0, 0), (0, 0, 0, 0)), "rotation"),
     (("map", "cam", 0, (0, 0, 0), (float("inf"), 0, 0, 1)), "rotation"),
+    (("map", "cam", 0, (0, 0, 0), (1e300, 0, 0, 1)), "rotation"),
     (("map", "", 0, (0, 0, 0), (0, 0, 0, 1)), "child_frame_id"),
     (("", "cam", 0, (0, 0, 0), (0, 0, 0, 1)), "frame_id"),
     (("cam", "cam", 0, (0, 0, 0), (0, 0, 0, 1)), "own parent"),

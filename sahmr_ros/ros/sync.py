@@ -455,10 +455,10 @@ class TransformBuffer:
             ) from None
         translation = check_translation(translation, f"{where}.transform.translation")
         norm = float(np.linalg.norm(quat)) if np.isfinite(quat).all() else float("nan")
-        if not norm > 1e-9:
+        if not 1e-9 < norm < 1e6:  # tf2 accepts a quaternion that normalises; 1e300 would overflow to inf
             raise InputError(
-                f"{where}.transform.rotation: quaternion {quat.tolist()} is zero or non-finite; "
-                "publish a unit quaternion (identity is x=y=z=0, w=1)"
+                f"{where}.transform.rotation: quaternion {quat.tolist()} is zero, non-finite or absurdly "
+                "long; publish a unit quaternion (identity is x=y=z=0, w=1)"
             )
         try:
             self._check_link(parent, child)
