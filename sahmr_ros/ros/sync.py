@@ -454,8 +454,10 @@ class TransformBuffer:
                 f"{where}: not a geometry_msgs/TransformStamped ({exc}); check the /tf message type"
             ) from None
         translation = check_translation(translation, f"{where}.transform.translation")
-        norm = float(np.linalg.norm(quat)) if np.isfinite(quat).all() else float("nan")
-        if not 1e-9 < norm < 1e6:  # tf2 accepts a quaternion that normalises; 1e300 would overflow to inf
+        # tf2 normalises any usable quaternion; a component of 1e300 would overflow the norm to inf
+        usable = np.isfinite(quat).all() and np.abs(quat).max() < 1e6
+        norm = float(np.linalg.norm(quat)) if usable else float("nan")
+        if not norm > 1e-9:
             raise InputError(
                 f"{where}.transform.rotation: quaternion {quat.tolist()} is zero, non-finite or absurdly "
                 "long; publish a unit quaternion (identity is x=y=z=0, w=1)"
