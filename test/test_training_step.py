@@ -162,6 +162,26 @@ def test_make_batch_is_deterministic_given_the_rng(data, body, batch):
     assert not torch.equal(other.bbx_lurb, batch.bbx_lurb)
 
 
+def test_item_transform_and_collator_for_data_loaders(data, body, batch):
+    """Augmentation drawn from (seed, epoch, key): the same items whichever worker reads the sample."""
+    import pickle
+
+    from sahmr_ros.training import ItemCollator, ItemTransform, sample_rng
+
+    scene, sample = data
+    scenes = {scene.scene_id: scene}
+    transform = pickle.loads(pickle.dumps(ItemTransform(seed=3)))
+    collate = ItemCollator(body)
+    got = collate([transform(sample, scenes), []])
+    ref = make_batch([sample], scenes, body, rng=sample_rng(3, 0, sample.key), augment=True)
+    assert torch.equal(got.crops, ref.crops) and torch.equal(got.pelvis_heatmap, ref.pelvis_heatmap)
+    transform.epoch = 1
+    assert not torch.equal(collate([transform(sample, scenes)]).bbx_lurb, ref.bbx_lurb)
+    assert collate([[], []]) is None
+    plain = ItemTransform(augment=False)(sample, scenes)[0]
+    assert np.array_equal(plain.bbx_lurb.numpy(), square_crop_boxes(sample.persons[0].box_xyxy[None])[0])
+
+
 # --- noise and hooks ----------------------------------------------------------------------------------
 def test_noisy_replacement_only_replaces_far_or_non_finite_estimates():
     gt = torch.tensor([[0.0, 0.0, 3.0], [1.0, 0.0, 4.0], [0.0, 1.0, 5.0], [0.0, 0.0, 2.0]])

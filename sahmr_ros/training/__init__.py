@@ -14,7 +14,16 @@ Frames: camera optical (x right, y down, z forward), metres; pixels of the full 
 ``crop`` / ``cell`` (the 56 x 56 heatmap grid).
 """
 
-from sahmr_ros.training.batch import TrainBatch, TrainItem, collate_items, make_batch, make_items
+from sahmr_ros.training.batch import (
+    ItemCollator,
+    ItemTransform,
+    TrainBatch,
+    TrainItem,
+    collate_items,
+    make_batch,
+    make_items,
+    sample_rng,
+)
 from sahmr_ros.training.losses import (
     MESH_LOSS_WEIGHTS,
     RCNET_LOSS_WEIGHTS,
@@ -27,7 +36,7 @@ from sahmr_ros.training.losses import (
     voxel_contact_loss,
     voxel_offset_loss,
 )
-from sahmr_ros.training.objective import STAGES, training_step
+from sahmr_ros.training.objective import STAGES, loss_weights, trainable_parameters, training_step
 from sahmr_ros.training.targets import (
     HEATMAP_KERNEL,
     flip_part_heatmaps,
@@ -41,6 +50,8 @@ from sahmr_ros.training.targets import (
 
 __all__ = [
     "HEATMAP_KERNEL",
+    "ItemCollator",
+    "ItemTransform",
     "MESH_LOSS_WEIGHTS",
     "RCNET_LOSS_WEIGHTS",
     "STAGES",
@@ -50,6 +61,7 @@ __all__ = [
     "contact_point_loss",
     "flip_part_heatmaps",
     "heatmap_cell",
+    "loss_weights",
     "make_batch",
     "make_items",
     "mean_l1_loss",
@@ -60,6 +72,8 @@ __all__ = [
     "pelvis_heatmap_loss",
     "pelvis_heatmap_target",
     "refined_root_loss",
+    "sample_rng",
+    "trainable_parameters",
     "training_step",
     "voxel_contact_labels",
     "voxel_contact_loss",

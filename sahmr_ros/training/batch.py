@@ -24,6 +24,7 @@ Frames: camera optical (x right, y down, z forward), metres; boxes and K in full
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields
 from typing import Mapping, Sequence
 
@@ -41,7 +42,7 @@ from sahmr_ros.training.targets import (
 )
 
 __all__ = ["TrainItem", "TrainBatch", "make_items", "collate_items", "make_batch", "augmented_crop_boxes",
-           "PROX_EXCLUDED_PARTS", "CENTER_JITTER_PX", "ZOOM_RANGE"]
+           "sample_rng", "ItemTransform", "ItemCollator", "PROX_EXCLUDED_PARTS", "CENTER_JITTER_PX", "ZOOM_RANGE"]
 
 CENTER_JITTER_PX = 10.0  # official bbx_center: +-10 px on RICH images at quarter resolution (1028 x 752)
 ZOOM_RANGE = 0.4  # official bbx_zoom: half size x (1 + 0.15 + U(0, 1) * 0.4)
@@ -283,3 +284,57 @@ def make_batch(samples: Sequence, scenes: Mapping, body, *, rng: np.random.Gener
         items.extend(make_items(s, scenes[s.scene_id], rng=rng, augment=augment,
                                 center_jitter_px=center_jitter_px, zoom=zoom))
     return collate_items(items, body)
+
+
+def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """Return the augmentation generator of one sample in one epoch.
+
+    It depends on ``(seed, epoch, key)`` only, not on which DataLoader worker or DDP rank reads the
+    sample, nor on the order: resumed and distributed runs augment every sample as an uninterrupted
+    single-process run.
+    """
+    digest = hashlib.sha256(f"{int(seed)}/{int(epoch)}/{key}".encode()).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+
+
+@dataclass
+class ItemTransform:
+    """Dataset transform (``ShardStream`` / ``ShardIndex`` ``transform=``): a sample -> its :class:`TrainItem` list.
+
+    The augmentation of a sample is drawn from :func:`sample_rng` ``(seed, epoch, sample.key)``. Set
+    ``epoch`` before each epoch's iterator is created (DataLoader workers copy the transform then).
+
+    Attributes:
+        seed: augmentation seed.
+        augment: box jitter and zoom (False: the pipeline's crop, for validation).
+        epoch: current epoch.
+        center_jitter_px, zoom: see :func:`augmented_crop_boxes`.
+    """
+
+    seed: int = 0
+    augment: bool = True
+    epoch: int = 0
+    center_jitter_px: float = CENTER_JITTER_PX
+    zoom: float = ZOOM_RANGE
+
+    def __call__(self, sample, scenes) -> list[TrainItem]:
+        rng = sample_rng(self.seed, self.epoch, sample.key) if self.augment else None
+        return make_items(sample, scenes[sample.scene_id], rng=rng, augment=self.augment,
+                          center_jitter_px=self.center_jitter_px, zoom=self.zoom)
+
+
+class ItemCollator:
+    """DataLoader ``collate_fn``: lists of :class:`TrainItem` (one list per sample) -> one :class:`TrainBatch`.
+
+    Returns None when no sample of the batch has an annotated person (the caller skips that step).
+
+    Args:
+        body: :class:`sahmr_ros.body.BodyAssets` (its part ids and H36M regressor go into every batch).
+    """
+
+    def __init__(self, body):
+        self.body = body
+
+    def __call__(self, batch: Sequence) -> TrainBatch | None:
+        items = [it for entry in batch for it in (entry if isinstance(entry, (list, tuple)) else [entry])]
+        return collate_items(items, self.body) if items else None
