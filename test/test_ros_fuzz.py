@@ -28,6 +28,7 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import NodeHarness
@@ -197,6 +198,7 @@ def _templates(f, node, scene):
     }
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an overflow or invalid value inside the node is a bug too
 def test_fuzz_every_input_type_between_valid_frames(synthetic_model_dir, demo_scene, pipeline):
     f = RosbagsFactory(make_typestore())
     node = NodeHarness(f, pipeline, NodeParams(tf_timeout_s=0.0))
