@@ -228,6 +228,16 @@ def test_rcnet_stage_with_a_dense_contact_net_trains(batch, body):
     assert losses[-1] < losses[0], losses
 
 
+def test_training_step_under_bf16_autocast_keeps_losses_in_float32(batch, body):
+    model = _model(body)
+    model.rcnet.contact_net = _DenseContactNet()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = training_step(model, batch, "rcnet", np.random.default_rng(1))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values()), terms
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.rcnet.parameters() if p.grad is not None)
+
+
 def test_rcnet_stage_trains_through_the_sparse_cnn(batch, body):
     model = _model(body)
     reason = _sparse_backward_error(model)
