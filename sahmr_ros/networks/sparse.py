@@ -408,14 +408,15 @@ def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, tran
             y = (f @ w).reshape(-1, c_out)  # (N * K, Cout), row n * K + k
             out = _SelectSum.apply(s, s_t, y)
         else:
-            w = weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(kmap.volume, c_in, c_out)  # W[k]
+            # unbind, not w[k]: each select's backward would write a zero (K, Cin, Cout) gradient
+            w = weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(kmap.volume, c_in, c_out).unbind(0)
             out = f @ w[kmap.identity] if kmap.identity is not None else f.new_zeros(n_dst, c_out)
             for k, (src, dst) in enumerate(kmap.groups()):
                 if k == kmap.identity or len(src) == 0:
                     continue
                 if transposed:
                     src, dst = dst, src
-                out = out.index_add(0, dst, f.index_select(0, src) @ w[k])
+                out.index_add_(0, dst, f.index_select(0, src) @ w[k])
     return out.to(feats.dtype)
 
 

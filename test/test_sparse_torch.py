@@ -1,0 +1,257 @@
+"""The torch sparse-conv backend: dense conv3d forward and gradients, gradcheck, and agreement with spconv.
+
+Dense references: the sparse features are written into a zero grid and convolved with
+``torch.nn.functional.conv3d`` / ``conv_transpose3d`` using spconv's weight ``[Cout, a, b, c, Cin]``
+as the dense ``[Cout, Cin, a, b, c]`` (a, b, c over x, y, z); outputs are read at the active sites.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sahmr_ros.networks.sparse as sparse_module
+from sahmr_ros.networks.sparse import (
+    BACKEND_ENV,
+    DownConv3d,
+    KernelMap,
+    SparseContext,
+    SparseVoxels,
+    SubmanifoldConv3d,
+    UpConv3d,
+    default_backend,
+    sparse_conv,
+)
+from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
+
+VOXEL_M = 0.05
+
+
+@pytest.fixture(params=["gemm", "per-offset"])
+def strategy(request, monkeypatch):
+    """Force the torch backend's one-GEMM form or its per-offset gather-GEMM-scatter form."""
+    monkeypatch.setattr(sparse_module, "_MACS_PER_OFFSET_CALL", float("inf") if request.param == "gemm" else -1)
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def threads():
+    """One torch thread unless a test asks for more (2 are slow on a loaded 2-core CI machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _voxels(n=300, lo=-7, hi=7, batch=2, channels=4, stride=1, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    xyz = torch.randint(lo, hi, (n, 3), generator=g) * stride
+    b = torch.randint(0, batch, (n, 1), generator=g)
+    coords = torch.unique(torch.cat([b, xyz], 1), dim=0).to(torch.int32)
+    coords = coords[torch.randperm(len(coords), generator=g)]  # rows in no particular order
+    return SparseVoxels(coords, torch.randn(len(coords), channels, generator=g, dtype=dtype), stride)
+
+
+def person_roi_voxels(seed=0, root=(0.1, 0.2, 3.0), radius=1.25):
+    """(N, 4) int32 voxels (5 cm, camera frame) of a standing person, floor and wall: ~2,900 voxels."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.tensor(root, dtype=torch.float64)
+    body = torch.randn(60000, 3, generator=g, dtype=torch.float64)
+    body = body / body.norm(dim=1, keepdim=True) * torch.tensor([0.22, 0.85, 0.14], dtype=torch.float64) + r
+    floor = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * radius + r
+    floor[:, 1] = r[1] + 0.88
+    wall = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * radius + r
+    wall[:, 2] = r[2] + 0.9
+    pts = torch.cat([body, floor, wall])
+    pts = pts[(pts - r).norm(dim=1) < radius]
+    xyz = torch.unique(torch.floor(pts / VOXEL_M).to(torch.int64), dim=0)
+    return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).to(torch.int32)
+
+
+class _Grid:
+    """Dense grid of a batch at one stride, its origin a multiple of ``2 * stride`` (for stride 2)."""
+
+    def __init__(self, coords, stride, batch):
+        xyz = coords[:, 1:].to(torch.int64)
+        self.stride, self.batch = stride, batch
+        self.origin = torch.div(xyz.min(0).values, 2 * stride, rounding_mode="floor") * 2 * stride - 2 * stride
+        extent = torch.div(xyz.max(0).values - self.origin, stride, rounding_mode="floor") + 3
+        self.shape = [int(e) + int(e) % 2 for e in extent]  # even: stride-2 convs cover it exactly
+
+    def index(self, coords, stride):
+        g = torch.div(coords[:, 1:].to(torch.int64) - self.origin, stride, rounding_mode="floor")
+        return (coords[:, 0].to(torch.int64), g[:, 0], g[:, 1], g[:, 2])
+
+    def scatter(self, coords, feats, stride):
+        """(B, C, X, Y, Z) grid, zero where inactive (differentiable in ``feats``)."""
+        shape = [s * self.stride // stride for s in self.shape]
+        dense = feats.new_zeros(self.batch, *shape, feats.shape[1])
+        return dense.index_put(self.index(coords, stride), feats).permute(0, 4, 1, 2, 3)
+
+    def gather(self, dense, coords, stride):
+        return dense.permute(0, 2, 3, 4, 1)[self.index(coords, stride)]
+
+
+def _grads(loss, *tensors):
+    return torch.autograd.grad(loss, tensors)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_submanifold_forward_and_gradients_equal_dense_conv3d(stride, strategy):
+    x = _voxels(stride=stride, seed=stride)
+    w = torch.randn(3, 3, 3, 3, 4, dtype=torch.float64, requires_grad=True)  # spconv (Cout, a, b, c, Cin)
+    f = x.feats.clone().requires_grad_(True)
+    g_out = torch.randn(len(x.coords), 3, dtype=torch.float64)
+
+    ctx = SparseContext(x.coords, 2, backend="torch")
+    out = sparse_conv(f, w, ctx.subm_map(x))
+    got = (out, *_grads((out * g_out).sum(), f, w))
+
+    grid = _Grid(x.coords, stride, 2)
+    dense = F.conv3d(grid.scatter(x.coords, f, stride), w.permute(0, 4, 1, 2, 3), padding=1)
+    ref_out = grid.gather(dense, x.coords, stride)
+    ref = (ref_out, *_grads((ref_out * g_out).sum(), f, w))
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max() < 1e-4 * max(1.0, b.abs().max())
+
+
+@pytest.mark.parametrize("rounding", ["floor", "trunc"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_strided_and_transposed_gradients_equal_dense_conv3d(rounding, stride, strategy):
+    x = _voxels(stride=stride, seed=10 + stride)
+    assert (x.coords[:, 1:] < 0).any(), "the test needs negative coordinates"
+    w_down = torch.randn(5, 2, 2, 2, 4, dtype=torch.float64, requires_grad=True)
+    w_up = torch.randn(3, 2, 2, 2, 5, dtype=torch.float64, requires_grad=True)
+    f = x.feats.clone().requires_grad_(True)
+    ctx = SparseContext(x.coords, 2, rounding=rounding, backend="torch")
+    kmap = ctx.down_map(x)
+    coarse = kmap.out_coords
+    rnd = math.floor if rounding == "floor" else math.trunc
+    expected = {(c[0], *(rnd(v / (2 * stride)) * 2 * stride for v in c[1:])) for c in x.coords.tolist()}
+    assert sorted(expected) == [tuple(c) for c in coarse.tolist()]
+    g_down = torch.randn(len(coarse), 5, dtype=torch.float64)
+    c_in = torch.randn(len(coarse), 5, dtype=torch.float64, requires_grad=True)
+    g_up = torch.randn(len(x.coords), 3, dtype=torch.float64)
+
+    down = sparse_conv(f, w_down, kmap)
+    up = sparse_conv(c_in, w_up, kmap, transposed=True)
+    got = (down, *_grads((down * g_down).sum(), f, w_down), up, *_grads((up * g_up).sum(), c_in, w_up))
+
+    grid = _Grid(x.coords, stride, 2)
+    dense_down = F.conv3d(grid.scatter(x.coords, f, stride), w_down.permute(0, 4, 1, 2, 3), stride=2)
+    ref_down = grid.gather(dense_down, coarse, 2 * stride)
+    dense_up = F.conv_transpose3d(grid.scatter(coarse, c_in, 2 * stride), w_up.permute(4, 0, 1, 2, 3), stride=2)
+    ref_up = grid.gather(dense_up, x.coords, stride)
+    ref = (ref_down, *_grads((ref_down * g_down).sum(), f, w_down),
+           ref_up, *_grads((ref_up * g_up).sum(), c_in, w_up))
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max() < 1e-4 * max(1.0, b.abs().max())
+
+
+def test_gradcheck_float64(strategy):
+    x = _voxels(n=24, lo=-2, hi=2, batch=1, channels=2, seed=3)
+    ctx = SparseContext(x.coords, 1, rounding="trunc", backend="torch")
+    subm, down = ctx.subm_map(x), ctx.down_map(x)
+
+    def net(f, w1, w2, w3):
+        y = sparse_conv(f, w1, subm)
+        return sparse_conv(torch.tanh(sparse_conv(y, w2, down)), w3, down, transposed=True)
+
+    g = torch.Generator().manual_seed(0)
+    args = [x.feats.clone()] + [torch.randn(s, generator=g, dtype=torch.float64)
+                                for s in ((2, 3, 3, 3, 2), (3, 2, 2, 2, 2), (2, 2, 2, 2, 3))]
+    assert torch.autograd.gradcheck(net, [a.requires_grad_(True) for a in args])
+
+
+@pytest.mark.parametrize("rounding", ["floor", "trunc"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_layers_equal_spconv(rounding, n_threads, strategy):
+    torch.set_num_threads(n_threads)
+    x = _voxels(n=800, lo=-12, hi=12, channels=16, stride=2, seed=4, dtype=torch.float32)
+    torch.manual_seed(0)
+    subm, down, up = SubmanifoldConv3d(16, 24), DownConv3d(24, 32), UpConv3d(32, 16)
+    outs = {}
+    for backend in ("spconv", "torch"):
+        ctx = SparseContext(x.coords, 2, rounding=rounding, backend=backend)
+        with torch.no_grad():
+            a = subm(x, ctx)
+            b = down(a, ctx)
+            order = torch.argsort(sparse_module._coord_keys(b.coords))
+            c = up(b, ctx)
+        assert torch.equal(c.coords, x.coords)
+        outs[backend] = (a.feats, b.coords[order], b.feats[order], c.feats)
+    for s, t in zip(outs["spconv"], outs["torch"]):
+        assert s.shape == t.shape and (s.double() - t.double()).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("preset", ["small", "official"])
+def test_spvcnn_equal_between_backends_on_a_person_roi(preset):
+    coords = person_roi_voxels()
+    assert 2000 < len(coords) < 4000 and (coords[:, 1:3] < 0).any()
+    config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
+    torch.manual_seed(0)
+    net = SPVCNN(config, rounding="trunc" if preset == "official" else "floor").eval()
+    feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.sparse_backend = "spconv"
+        ref = net(coords, feats, 1)
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            net.sparse_backend = "torch"
+            got = net(coords, feats, 1)
+            assert (got - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("preset", ["small", "official"])
+def test_spvcnn_trains_on_cpu(preset):
+    coords = person_roi_voxels()[::3]
+    config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
+    torch.manual_seed(0)
+    net = SPVCNN(config, rounding="trunc", sparse_backend="torch").train()
+    feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
+    net(coords, feats, 1).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    conv_grads = [p.grad.abs().sum() for name, p in net.named_parameters() if name.endswith("conv.weight")]
+    assert len(conv_grads) == 42 and all(g > 0 for g in conv_grads)  # 34 submanifold, 4 down, 4 up
+
+
+def test_kernel_maps_are_built_once_per_stride_and_kind(monkeypatch):
+    built = []
+    init = KernelMap.__init__
+    monkeypatch.setattr(KernelMap, "__init__", lambda self, *a, **k: (built.append(a[-1]), init(self, *a, **k))[1])
+    coords = person_roi_voxels()[::4]
+    net = SPVCNN(SPVCNNConfig.small(), sparse_backend="torch").eval()
+    with torch.no_grad():
+        net(coords, torch.randn(len(coords), 35), 1)
+    # 5 submanifold maps (strides 1..16) and 4 down maps, shared by 34 + 4 + 4 convolutions
+    assert sorted(built) == [8] * 4 + [27] * 5
+
+
+def test_backend_selection(monkeypatch):
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert default_backend("cpu") == "torch"
+    assert SparseContext(torch.zeros(1, 4, dtype=torch.int32), 1).backend == "torch"
+    monkeypatch.setenv(BACKEND_ENV, "spconv")
+    assert SparseContext(torch.zeros(1, 4, dtype=torch.int32), 1).backend == "spconv"
+    monkeypatch.setenv(BACKEND_ENV, "cuda")
+    with pytest.raises(ValueError, match=BACKEND_ENV):
+        default_backend("cpu")
+    with pytest.raises(ValueError, match="backend"):
+        SparseContext(torch.zeros(1, 4, dtype=torch.int32), 1, backend="dense")
+
+
+def test_without_spconv_same_parameters_and_torch_backend_runs(monkeypatch):
+    with_spconv = SPVCNN(SPVCNNConfig.small()).state_dict()
+    monkeypatch.setattr(sparse_module, "spconv", None)
+    net = SPVCNN(SPVCNNConfig.small()).eval()
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in with_spconv.items()}
+    net.load_state_dict(with_spconv)
+    coords = person_roi_voxels()[::4]
+    with torch.no_grad():
+        assert torch.isfinite(net(coords, torch.randn(len(coords), 35), 1)).all()
+    with pytest.raises(ImportError, match="spconv"):
+        SparseContext(coords, 1, backend="spconv")
