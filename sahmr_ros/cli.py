@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``sahmr demo``, ``infer``, ``bag``, ``eval``, ``import-checkpoint``, ``info``.
+"""The ``sahmr`` command: ``demo``, ``infer``, ``bag``, ``eval``, ``synth``, ``train``, ``import-checkpoint``, ``info``.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -265,6 +265,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sahmr_ros.errors import InputError
+    from sahmr_ros.training.config import load_config
+    from sahmr_ros.training.trainer import train
+
+    if args.resume is None and args.output is None:
+        raise InputError("-o/--output: the run directory is required for a new run (or continue one with --resume)")
+    if args.resume is not None and args.output is not None and \
+            Path(args.output).resolve() != Path(args.resume).resolve():
+        raise InputError("-o/--output: a resumed run stays in its directory; omit -o or give the --resume directory")
+    if args.config is None and args.resume is None:
+        raise InputError("--config: required for a new run")
+    config = load_config(args.config) if args.config else None
+    run_dir = args.resume or args.output
+    result = train(config, run_dir, resume=args.resume is not None, init=args.init, until_step=args.until_step,
+                   max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                   progress=not args.no_progress)
+    if result.step < result.total_steps:
+        print(f"continue with: sahmr train --resume {run_dir}")
+    return 0
+
+
 def argv_is_cli() -> bool:
     """Tell whether this process is the ``sahmr`` command (its argv is worth recording)."""
     return Path(sys.argv[0]).name in ("sahmr", "__main__.py", "cli.py")
@@ -371,6 +393,26 @@ def build_parser() -> argparse.ArgumentParser:
     bags.add_argument("--no-bags", dest="bags", action="store_false", help="no rosbag2 files")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
+
+    tr = sub.add_parser("train", help="train or fine-tune SA-HMR (one process, or many with torchrun)",
+                        description="Trains the stage of the config (rcnet, mesh, joint) on its data sources and "
+                                    "writes a run directory: checkpoints (sahmr eval --checkpoint), training state, "
+                                    "TensorBoard events, validation reports. Under torchrun every process runs this "
+                                    "command: torchrun --nproc_per_node=N -m sahmr_ros.cli train --config C.yaml "
+                                    "-o RUN.")
+    tr.add_argument("--config", default=None,
+                    help="training config (YAML; see config/train_small.yaml); optional with --resume (default: the "
+                         "run's own config.yaml)")
+    tr.add_argument("-o", "--output", default=None, help="run directory of a new run")
+    tr.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    tr.add_argument("--init", default=None, metavar="CHECKPOINT",
+                    help="start from these weights (sahmr_ros checkpoint, e.g. from sahmr import-checkpoint); "
+                         "replaces the config's init")
+    tr.add_argument("--until-step", type=int, default=None, help="stop after this step (checkpoint written)")
+    tr.add_argument("--max-minutes", type=float, default=None,
+                    help="stop after this much training time (checkpoint written; continue with --resume)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar (periodic lines only)")
+    tr.set_defaults(func=_cmd_train)
 
     info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")

@@ -311,7 +311,13 @@ class Trainer:
         return DataLoader(self.stream, batch_size=None, num_workers=w, prefetch_factor=2 if w else None,
                           generator=torch.Generator().manual_seed(self.config.seed), persistent_workers=False)
 
-    def _one_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> dict[str, float]:
+        """Run one optimiser step on ``batch`` (a :class:`~sahmr_ros.training.batch.TrainBatch`; every rank calls it).
+
+        Returns:
+            This rank's loss terms, ``"loss"``, ``"grad_norm"`` (of the averaged gradients, before clipping)
+            and ``"skipped"`` (1.0 when non-finite gradients skipped the update).
+        """
         dtype = autocast_dtype(self.precision)
         dev = self.dist.device
         batch = batch.to(dev)
@@ -367,7 +373,7 @@ class Trainer:
         try:
             while self.step < end:
                 t0 = time.perf_counter()
-                values = self._one_step(next(batches))
+                values = self.train_step(next(batches))
                 self.step += 1
                 ran += 1
                 values["step_s"] = time.perf_counter() - t0
