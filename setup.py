@@ -36,6 +36,8 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        # sahmr train's logs (torch.utils.tensorboard writes them); pulls no torch of its own
+        "tensorboard>=2.14",
         # rosbag2 files and ROS messages without ROS: `sahmr bag`, the demo's bag, the node's conversions
         "rosbags>=0.11.9",
         "mcap>=1.1",
