@@ -6,7 +6,8 @@
 Input: the voxels of a region of interest around a person 3 m in front of the camera (a standing
 body, the floor under it and a wall behind it, 5 cm voxels, camera frame, 1.25 m around the root),
 35 random input channels; random weights. spconv's CPU backward does not run, so its forward +
-backward column reads "n/a" on CPU. Medians of ``--repeats`` runs after 3 warm-ups.
+backward column reads "n/a" on CPU. Each cell: median (minimum) of ``--repeats`` runs after 3
+warm-ups; on a machine shared with other work the minimum is the better estimate of a quiet one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def person_roi_voxels(seed: int = 0, root=(0.1, 0.2, 3.0)) -> torch.Tensor:
     return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).to(torch.int32)
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _ms(fn, repeats: int) -> tuple[float, float]:
+    """(median, minimum) milliseconds of ``fn`` over ``repeats`` runs after 3 warm-ups."""
     for _ in range(3):
         fn()
     times = []
@@ -54,11 +56,11 @@ def _median_ms(fn, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
-def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """(forward ms, forward + backward ms or nan) of one SPVCNN preset on one backend."""
+def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int):
+    """((median, min) forward ms, (median, min) forward + backward ms or None) of one preset and backend."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
@@ -74,10 +76,10 @@ def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repea
         net.zero_grad(set_to_none=True)
         net(coords, feats, 1).square().mean().backward()
 
-    fwd = _median_ms(forward, repeats)
+    fwd = _ms(forward, repeats)
     if backend == "spconv" and coords.device.type == "cpu":
-        return fwd, float("nan")
-    return fwd, _median_ms(train_step, max(3, repeats // 2))
+        return fwd, None
+    return fwd, _ms(train_step, max(3, repeats // 2))
 
 
 def main(argv=None) -> None:
@@ -89,7 +91,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     coords = person_roi_voxels()
     print(f"{len(coords)} voxels, torch {torch.__version__}, {torch.get_num_threads()} threads available")
-    print("| preset | threads | backend | forward ms | forward + backward ms |")
+    print("| preset | threads | backend | forward ms, median (min) | forward + backward ms, median (min) |")
     print("|---|---|---|---|---|")
     fwd = {}
     for preset in args.presets:
@@ -97,13 +99,14 @@ def main(argv=None) -> None:
             for backend in args.backends:
                 f, fb = measure(preset, backend, threads, coords, args.repeats)
                 fwd[preset, threads, backend] = f
-                fb_text = "n/a" if fb != fb else f"{fb:.1f}"
-                print(f"| {preset} | {threads} | {backend} | {f:.1f} | {fb_text} |", flush=True)
+                fb_text = "n/a (no CPU backward)" if fb is None else f"{fb[0]:.1f} ({fb[1]:.1f})"
+                print(f"| {preset} | {threads} | {backend} | {f[0]:.1f} ({f[1]:.1f}) | {fb_text} |", flush=True)
     if "torch" in args.backends and "spconv" in args.backends:
         for preset in args.presets:
             for threads in args.threads:
-                ratio = fwd[preset, threads, "torch"] / fwd[preset, threads, "spconv"]
-                print(f"{preset}, {threads} thread(s): forward torch / spconv = {ratio:.2f}")
+                t, s = fwd[preset, threads, "torch"], fwd[preset, threads, "spconv"]
+                print(f"{preset}, {threads} thread(s): forward torch / spconv = {t[0] / s[0]:.2f} "
+                      f"(medians), {t[1] / s[1]:.2f} (minima)")
 
 
 if __name__ == "__main__":

@@ -271,12 +271,18 @@ class SparseContext:
         if key not in self._maps:
             with torch.no_grad():
                 c = x.coords.to(torch.int64)
-                offsets = _offsets(3, c.device) - 1  # (27, 3)
-                query = c[:, None, :].repeat(1, len(offsets), 1)
-                query[..., 1:] += offsets * x.stride
-                rows = CoordIndex(c).lookup(query)  # (N, 27), -1 where absent
-                out, k = (rows >= 0).nonzero(as_tuple=True)
-                self._maps[key] = KernelMap(x.coords, x.coords, rows[out, k], out, k, 27, identity=13)
+                if len(c) and (c[:, 1:].abs().max() + x.stride >= _KEY_OFFSET):
+                    raise ValueError("voxel coordinates exceed the +-32768 range of the coordinate index")
+                index = CoordIndex(c)
+                # key(c + d) = key(c) + key delta of d while no axis leaves its 16 bits (checked above);
+                # querying around the sorted keys keeps each offset's queries sorted (cache-friendly)
+                d = (_offsets(3, c.device) - 1) * x.stride  # (27, 3)
+                delta = (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
+                query = index.sorted_keys[:, None] + delta[None, :]  # (N, 27)
+                pos = torch.searchsorted(index.sorted_keys, query).clamp(max=max(len(c) - 1, 0))
+                hit, k = (index.sorted_keys[pos] == query).nonzero(as_tuple=True)
+                in_rows, out_rows = index.order[pos[hit, k]], index.order[hit]
+                self._maps[key] = KernelMap(x.coords, x.coords, in_rows, out_rows, k, 27, identity=13)
         return self._maps[key]
 
     def down_map(self, x: SparseVoxels) -> "KernelMap":
@@ -310,7 +316,7 @@ class KernelMap:
 
     * narrow layers: one GEMM of every input with all offsets' weights, ``Y = feats @ [W_0 ..
       W_K-1]`` (rows ``n * K + k``), then one sparse 0/1 matrix product ``out = S @ Y``
-      (:class:`_SelectSum`): few operations, but it multiplies absent neighbours too;
+      (:class:`_SparseMatrix`): few operations, but it multiplies absent neighbours too;
     * wide layers: per offset, gather the pairs' inputs, multiply by ``W[k]``, scatter-add
       (:meth:`groups`): only the existing pairs' products, K operations each.
 
@@ -334,42 +340,60 @@ class KernelMap:
             self._groups = list(zip(self.in_rows[order].split(counts), self.out_rows[order].split(counts)))
         return self._groups
 
-    def selection(self, transposed: bool, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, S^T) as CSR matrices of ``dtype``: S maps ``Y`` rows ``n * K + k`` to output rows ``o``."""
-        key = (transposed, dtype)
-        if key not in self._select:
+    def selection(self, transposed: bool) -> "_SparseMatrix":
+        """0/1 matrix S mapping ``Y`` rows ``n * K + k`` to output rows ``o`` (``out = S @ Y``)."""
+        if transposed not in self._select:
             n_in, n_out = len(self.in_coords), len(self.out_coords)
             src, dst = (self.out_rows, self.in_rows) if transposed else (self.in_rows, self.out_rows)
             if transposed:
                 n_in, n_out = n_out, n_in
-            cols = src * self.volume + self.offsets
-            shape = (n_out, n_in * self.volume)
-            self._select[key] = (_csr(dst, cols, shape, dtype), _csr(cols, dst, shape[::-1], dtype))
-        return self._select[key]
+            self._select[transposed] = _SparseMatrix(dst, src * self.volume + self.offsets, None,
+                                                     (n_out, n_in * self.volume))
+        return self._select[transposed]
 
 
-def _csr(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-    """CSR 0/1 matrix of ``shape`` with ones at (rows, cols) (pairs unique), columns sorted per row."""
-    order = torch.argsort(rows * shape[1] + cols)
-    counts = torch.bincount(rows, minlength=shape[0])
-    crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-    values = torch.ones(len(rows), dtype=dtype, device=rows.device)
-    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta": used here within its tested scope
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, cols[order], values, shape, check_invariants=False)
+class _SparseMatrix:
+    """A constant sparse matrix (COO pairs, values or ones) and its CSR forms, built on first use."""
+
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor | None, shape: tuple[int, int]):
+        self.rows, self.cols, self.values, self.shape = rows, cols, values, shape
+        self._csr: dict = {}
+
+    def csr(self, dtype: torch.dtype, transposed: bool = False) -> torch.Tensor:
+        key = (dtype, transposed)
+        if key not in self._csr:
+            rows, cols = (self.cols, self.rows) if transposed else (self.rows, self.cols)
+            shape = self.shape[::-1] if transposed else self.shape
+            order = torch.argsort(rows * shape[1] + cols)  # by row, columns sorted within a row
+            counts = torch.bincount(rows, minlength=shape[0])
+            crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+            if self.values is None:
+                values = torch.ones(len(rows), dtype=dtype, device=rows.device)
+            else:
+                values = self.values[order].to(dtype)
+            with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self._csr[key] = torch.sparse_csr_tensor(crow, cols[order], values, shape, check_invariants=False)
+        return self._csr[key]
+
+    def __matmul__(self, y: torch.Tensor) -> torch.Tensor:
+        """``M @ y`` (y dense, (shape[1], C)), differentiable in ``y``."""
+        if torch.is_grad_enabled() and y.requires_grad:
+            return _SparseMatmul.apply(self, y)
+        return self.csr(y.dtype) @ y
 
 
-class _SelectSum(torch.autograd.Function):
-    """``S @ y`` for a constant sparse S, with the backward ``S^T @ grad`` from a prebuilt S^T."""
+class _SparseMatmul(torch.autograd.Function):
+    """``M @ y`` for a constant sparse M; the backward ``M^T @ grad`` uses M's transposed CSR."""
 
     @staticmethod
-    def forward(ctx, s, s_t, y):
-        ctx.s_t = s_t
-        return s @ y
+    def forward(ctx, m, y):
+        ctx.m = m
+        return m.csr(y.dtype) @ y
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, ctx.s_t @ grad.contiguous()
+        return None, ctx.m.csr(grad.dtype, transposed=True) @ grad.contiguous()
 
 
 def _offsets(k: int, device: torch.device) -> torch.Tensor:
@@ -403,10 +427,9 @@ def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, tran
     with full_precision(feats.device):
         f = feats.to(dtype)
         if wasted <= kmap.volume * _MACS_PER_OFFSET_CALL:
-            s, s_t = kmap.selection(transposed, dtype)
             w = weight.to(dtype).permute(4, 1, 2, 3, 0).reshape(c_in, -1)  # (Cin, K * Cout), column k * Cout + j
             y = (f @ w).reshape(-1, c_out)  # (N * K, Cout), row n * K + k
-            out = _SelectSum.apply(s, s_t, y)
+            out = kmap.selection(transposed) @ y
         else:
             # unbind, not w[k]: each select's backward would write a zero (K, Cin, Cout) gradient
             w = weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(kmap.volume, c_in, c_out).unbind(0)
@@ -559,8 +582,13 @@ def voxel_to_point(
         w = w_axis[:, c[:, 0], 0] * w_axis[:, c[:, 1], 1] * w_axis[:, c[:, 2], 2]  # (P, 8)
         w = torch.where(rows >= 0, w, torch.zeros_like(w))
         w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
-    gathered = x.feats[rows.clamp(min=0)]  # (P, 8, C)
-    return (gathered * w.to(x.feats.dtype)[..., None]).sum(dim=1)
+        # one sparse (P, N) matrix product instead of a (P, 8, C) gather; zero weights drop out
+        p, k = (w != 0).nonzero(as_tuple=True)
+        interp = _SparseMatrix(p, rows[p, k], w[p, k], (len(points), len(x.coords)))
+    dtype = torch.promote_types(at_least_float32(x.feats).dtype, w.dtype)
+    with full_precision(x.feats.device):
+        out = interp @ x.feats.to(dtype)
+    return out.to(x.feats.dtype)
 
 
 def point_to_voxel(
