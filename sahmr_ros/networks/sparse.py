@@ -68,7 +68,7 @@ __all__ = [
 Rounding = Literal["trunc", "floor"]
 Backend = Literal["torch", "spconv"]
 # One per-offset gather-GEMM-scatter costs about as much as this many multiply-adds (3 calls, 2 cores)
-_MACS_PER_OFFSET_CALL = 2_000_000
+_MACS_PER_OFFSET_CALL = 500_000
 BACKEND_ENV = "SAHMR_SPARSE_BACKEND"  # "torch", "spconv" or "auto" (default)
 _KEY_BITS = 16  # bits per spatial axis in a coordinate key: +-32768 voxels (+-1.6 km at 5 cm)
 _KEY_OFFSET = 1 << (_KEY_BITS - 1)
@@ -149,19 +149,27 @@ class CoordIndex:
 
     def lookup(self, coords: torch.Tensor) -> torch.Tensor:
         """Row of each query coordinate (..., 4), or -1 where absent. Returns (...,) int64."""
-        keys = _coord_keys(coords.reshape(-1, 4))
+        return self.lookup_keys(_coord_keys(coords.reshape(-1, 4))).reshape(coords.shape[:-1])
+
+    def lookup_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """Row of each coordinate key (any shape, int64), or -1 where absent."""
         if len(self.sorted_keys) == 0:
-            return torch.full(coords.shape[:-1], -1, dtype=torch.long, device=coords.device)
+            return torch.full_like(keys, -1)
         pos = torch.searchsorted(self.sorted_keys, keys).clamp(max=len(self.sorted_keys) - 1)
-        found = self.sorted_keys[pos] == keys
-        rows = torch.where(found, self.order[pos], torch.full_like(pos, -1))
-        return rows.reshape(coords.shape[:-1])
+        return torch.where(self.sorted_keys[pos] == keys, self.order[pos], torch.full_like(pos, -1))
 
 
-def _coord_keys(coords: torch.Tensor) -> torch.Tensor:
+def _key_delta(offsets: torch.Tensor) -> torch.Tensor:
+    """Key increments of (M, 3) integer offsets: key(c + d) = key(c) + delta(d) while no axis overflows."""
+    d = offsets.to(torch.int64)
+    return (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
+
+
+def _coord_keys(coords: torch.Tensor, margin: int = 0) -> torch.Tensor:
+    """Sortable int64 keys of (N, 4) coordinates; ``margin``: offsets up to it must stay in range too."""
     c = coords.to(torch.int64)
     xyz = c[:, 1:] + _KEY_OFFSET
-    if len(c) and (xyz.min() < 0 or xyz.max() >= (1 << _KEY_BITS)):
+    if len(c) and (xyz.min() - margin < 0 or xyz.max() + margin >= (1 << _KEY_BITS)):
         raise ValueError("voxel coordinates exceed the +-32768 range of the coordinate index")
     return (c[:, 0] << (3 * _KEY_BITS)) | (xyz[:, 0] << (2 * _KEY_BITS)) | (xyz[:, 1] << _KEY_BITS) | xyz[:, 2]
 
@@ -192,6 +200,7 @@ class SparseContext:
     indice_dict: dict = field(default_factory=dict)
     _down: dict = field(default_factory=dict)  # stride -> (floor coords, trunc coords, floor row of trunc)
     _maps: dict = field(default_factory=dict)  # torch backend: (kind, stride) -> kernel map
+    _indices: dict = field(default_factory=dict)  # stride -> CoordIndex of that stride's coordinates
 
     def __post_init__(self):
         if self.rounding not in ("trunc", "floor"):
@@ -259,6 +268,12 @@ class SparseContext:
         # unique rows, sorted as torch.unique(dim=0) sorts them: keys are monotone in (b, x, y, z)
         return _coords_from_keys(torch.unique(_coord_keys(c))).to(torch.int32)
 
+    def coord_index(self, x: SparseVoxels) -> CoordIndex:
+        """:class:`CoordIndex` of ``x.coords``, built once per stride (every tensor of one stride shares them)."""
+        if x.stride not in self._indices:
+            self._indices[x.stride] = CoordIndex(x.coords)
+        return self._indices[x.stride]
+
     # -- torch backend: kernel maps, built once per (kind, stride) and reused ----------------------
     def subm_map(self, x: SparseVoxels) -> "KernelMap":
         """Kernel map of the 3x3x3 submanifold conv at ``x.stride`` (built on first use).
@@ -270,19 +285,13 @@ class SparseContext:
         key = ("subm", x.stride)
         if key not in self._maps:
             with torch.no_grad():
-                c = x.coords.to(torch.int64)
-                if len(c) and (c[:, 1:].abs().max() + x.stride >= _KEY_OFFSET):
-                    raise ValueError("voxel coordinates exceed the +-32768 range of the coordinate index")
-                index = CoordIndex(c)
-                # key(c + d) = key(c) + key delta of d while no axis leaves its 16 bits (checked above);
+                _coord_keys(x.coords, margin=x.stride)  # range check: key arithmetic below stays exact
+                index = self.coord_index(x)
                 # querying around the sorted keys keeps each offset's queries sorted (cache-friendly)
-                d = (_offsets(3, c.device) - 1) * x.stride  # (27, 3)
-                delta = (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
-                query = index.sorted_keys[:, None] + delta[None, :]  # (N, 27)
-                pos = torch.searchsorted(index.sorted_keys, query).clamp(max=max(len(c) - 1, 0))
-                hit, k = (index.sorted_keys[pos] == query).nonzero(as_tuple=True)
-                in_rows, out_rows = index.order[pos[hit, k]], index.order[hit]
-                self._maps[key] = KernelMap(x.coords, x.coords, in_rows, out_rows, k, 27, identity=13)
+                delta = _key_delta((_offsets(3, x.coords.device) - 1) * x.stride)  # (27,)
+                rows = index.lookup_keys(index.sorted_keys[:, None] + delta[None, :])  # (N, 27)
+                hit, k = (rows >= 0).nonzero(as_tuple=True)
+                self._maps[key] = KernelMap(x.coords, x.coords, rows[hit, k], index.order[hit], k, 27, identity=13)
         return self._maps[key]
 
     def down_map(self, x: SparseVoxels) -> "KernelMap":
@@ -573,18 +582,22 @@ def voxel_to_point(
     index = index or CoordIndex(x.coords)
     with torch.no_grad():
         base = torch.floor(points / s) * s  # (P, 3)
-        corners = base.to(torch.int64)[:, None, :] + _CORNERS.to(points.device) * s  # (P, 8, 3)
-        query = torch.cat([batch[:, None, None].expand(-1, 8, 1), corners], dim=-1)
-        rows = index.lookup(query)  # (P, 8)
         frac = (points - base) / s  # (P, 3) in [0, 1)
         w_axis = torch.stack([1.0 - frac, frac], dim=1)  # (P, 2, 3): weight of offset 0 / 1 per axis
         c = _CORNERS.to(points.device)
         w = w_axis[:, c[:, 0], 0] * w_axis[:, c[:, 1], 1] * w_axis[:, c[:, 2], 2]  # (P, 8)
-        w = torch.where(rows >= 0, w, torch.zeros_like(w))
-        w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
-        # one sparse (P, N) matrix product instead of a (P, 8, C) gather; zero weights drop out
+        # only corners of nonzero weight can contribute, so only those are looked up (one per point
+        # where points lie on voxel corners, as SPVCNN's do at stride 1)
         p, k = (w != 0).nonzero(as_tuple=True)
-        interp = _SparseMatrix(p, rows[p, k], w[p, k], (len(points), len(x.coords)))
+        base_keys = _coord_keys(torch.cat([batch[:, None], base.to(torch.int64)], dim=1), margin=s)
+        rows = index.lookup_keys(base_keys[p] + _key_delta(c * s)[k])
+        present = torch.zeros_like(w, dtype=torch.bool).index_put_((p, k), rows >= 0)
+        w = torch.where(present, w, torch.zeros_like(w))
+        w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
+        # one sparse (P, N) matrix product instead of a (P, 8, C) gather
+        hit = rows >= 0
+        p, k = p[hit], k[hit]
+        interp = _SparseMatrix(p, rows[hit], w[p, k], (len(points), len(x.coords)))
     dtype = torch.promote_types(at_least_float32(x.feats).dtype, w.dtype)
     with full_precision(x.feats.device):
         out = interp @ x.feats.to(dtype)
@@ -592,7 +605,8 @@ def voxel_to_point(
 
 
 def point_to_voxel(
-    x: SparseVoxels, point_feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor
+    x: SparseVoxels, point_feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor,
+    index: CoordIndex | None = None,
 ) -> SparseVoxels:
     """Average point features into the voxels of ``x`` (torchsparse ``point_to_voxel``).
 
@@ -604,14 +618,16 @@ def point_to_voxel(
         point_feats: (P, C).
         points: (P, 3) finest-voxel units.
         batch: (P,) int64.
+        index: optional prebuilt :class:`CoordIndex` of ``x.coords``.
 
     Returns:
         SparseVoxels with ``x``'s coordinates and the averaged features.
     """
     s = x.stride
+    index = index or CoordIndex(x.coords)
     with torch.no_grad():
         cell = (torch.floor(points / s) * s).to(torch.int64)
-        rows = CoordIndex(x.coords).lookup(torch.cat([batch[:, None], cell], dim=1))
+        rows = index.lookup(torch.cat([batch[:, None], cell], dim=1))
         valid = rows >= 0
         counts = torch.bincount(rows[valid], minlength=len(x.coords)).to(point_feats.dtype)
     feats = point_feats.new_zeros(len(x.coords), point_feats.shape[1])

@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 
 from sahmr_ros.networks.sparse import (
-    CoordIndex,
     DownConv3d,
     PointwiseConv,
     SparseContext,
@@ -188,25 +187,25 @@ class SPVCNN(nn.Module):
 
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
         x0 = self.stem(x0, ctx)
-        z0 = voxel_to_point(x0, points, batch, CoordIndex(x0.coords))
+        z0 = voxel_to_point(x0, points, batch, ctx.coord_index(x0))
 
-        x1 = self.stage1(point_to_voxel(x0, z0, points, batch), ctx)
+        x1 = self.stage1(point_to_voxel(x0, z0, points, batch, ctx.coord_index(x0)), ctx)
         x2 = self.stage2(x1, ctx)
         x3 = self.stage3(x2, ctx)
         x4 = self.stage4(x3, ctx)
-        z1 = voxel_to_point(x4, points, batch) + self.point_transforms[0](z0)
+        z1 = voxel_to_point(x4, points, batch, ctx.coord_index(x4)) + self.point_transforms[0](z0)
 
-        y1 = point_to_voxel(x4, z1, points, batch)
+        y1 = point_to_voxel(x4, z1, points, batch, ctx.coord_index(x4))
         y1 = y1.replace(self.dropout(y1.feats))
         y1 = self._up(self.up1, y1, x3, ctx)
         y2 = self._up(self.up2, y1, x2, ctx)
-        z2 = voxel_to_point(y2, points, batch) + self.point_transforms[1](z1)
+        z2 = voxel_to_point(y2, points, batch, ctx.coord_index(y2)) + self.point_transforms[1](z1)
 
-        y3 = point_to_voxel(y2, z2, points, batch)
+        y3 = point_to_voxel(y2, z2, points, batch, ctx.coord_index(y2))
         y3 = y3.replace(self.dropout(y3.feats))
         y3 = self._up(self.up3, y3, x1, ctx)
         y4 = self._up(self.up4, y3, x0, ctx)
-        z3 = voxel_to_point(y4, points, batch) + self.point_transforms[2](z2)
+        z3 = voxel_to_point(y4, points, batch, ctx.coord_index(y4)) + self.point_transforms[2](z2)
         return self.classifier(z3)
 
     @staticmethod
