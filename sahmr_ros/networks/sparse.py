@@ -67,7 +67,8 @@ __all__ = [
 
 Rounding = Literal["trunc", "floor"]
 Backend = Literal["torch", "spconv"]
-# One per-offset gather-GEMM-scatter costs about as much as this many multiply-adds (3 calls, 2 cores)
+# One per-offset gather-GEMM-scatter (3 calls) costs about as much as this many multiply-adds in the
+# one-GEMM form (chosen by timing both presets' forwards on 1 thread; bench/sparse.py)
 _MACS_PER_OFFSET_CALL = 500_000
 BACKEND_ENV = "SAHMR_SPARSE_BACKEND"  # "torch", "spconv" or "auto" (default)
 _KEY_BITS = 16  # bits per spatial axis in a coordinate key: +-32768 voxels (+-1.6 km at 5 cm)
@@ -77,8 +78,8 @@ _KEY_OFFSET = 1 << (_KEY_BITS - 1)
 def _require_spconv():
     if spconv is None:
         raise ImportError(
-            "spconv is required for the sparse 3D CNN: pip install spconv (CPU) or spconv-cu121 "
-            "(CUDA 12.x); see README.md"
+            "the 'spconv' sparse backend needs spconv: pip install spconv (CPU) or spconv-cu121 "
+            f"(CUDA 12.x), see README.md; or use the torch backend ({BACKEND_ENV}=torch)"
         )
     return spconv
 
