@@ -198,7 +198,7 @@ def test_spvcnn_equal_between_backends_on_a_person_roi(preset):
     with torch.no_grad():
         net.sparse_backend = "spconv"
         ref = net(coords, feats, 1)
-        for n_threads in (1, 2):
+        for n_threads in (1, 2) if preset == "small" else (1,):  # 2 threads: per layer and small
             torch.set_num_threads(n_threads)
             net.sparse_backend = "torch"
             got = net(coords, feats, 1)
