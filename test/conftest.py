@@ -53,6 +53,17 @@ def user_files(synthetic_model_dir, tmp_path_factory) -> dict:
             "boxes": [",".join(f"{v:.2f}" for v in b) for b in scene.boxes], "model_dir": synthetic_model_dir}
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread unless the test sets more (two are very slow on a loaded 2-core machine); restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def demo_scene(synthetic_model_dir):
     """The demo's synthetic room, two posed people and the rendered camera image (one per test module)."""

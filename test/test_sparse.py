@@ -29,13 +29,7 @@ OFFSETS3 = [(ix, iy, iz) for iz in (-1, 0, 1) for iy in (-1, 0, 1) for ix in (-1
 OFFSETS2 = [(ix, iy, iz) for ix in (0, 1) for iy in (0, 1) for iz in (0, 1)]  # z fastest
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_unless_asked():
-    """One torch thread unless a test sets more; the process's own count is restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(params=["torch", "torch-per-offset", "spconv"])

@@ -37,13 +37,7 @@ def strategy(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    """One torch thread unless a test asks for more (2 are slow on a loaded 2-core CI machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _voxels(n=300, lo=-7, hi=7, batch=2, channels=4, stride=1, seed=0, dtype=torch.float64):
