@@ -3,6 +3,7 @@ official reference files."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -53,15 +54,24 @@ def user_files(synthetic_model_dir, tmp_path_factory) -> dict:
             "boxes": [",".join(f"{v:.2f}" for v in b) for b in scene.boxes], "model_dir": synthetic_model_dir}
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the body with ``n`` torch threads; the process's own count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread unless the test sets more (two are very slow on a loaded 2-core machine); restored after."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

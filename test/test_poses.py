@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torch_threads
 from sahmr_ros.constants import NUM_SMPL_JOINTS, NUM_VERTICES
 from sahmr_ros.data import furniture as F
 from sahmr_ros.data import poses as P
@@ -28,10 +29,8 @@ ROOM_SEEDS = (0, 1, 2, 4, 7)
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Batches of a few bodies: one thread is 3-10x faster than two on a busy 2-core machine (as in data workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
