@@ -74,7 +74,10 @@ def test_config_refuses_unknown_keys_and_bad_values_by_name(tmp_path):
                             ({"stage": "meshes"}, "stage: unknown 'meshes'"),
                             ({"batch_size": "4"}, "batch_size: expected an integer"),
                             ({"data": {"train": [{"path": "x", "weight": 0}]}}, r"data.train\[0\].weight"),
-                            ({"epochs": 2}, "give exactly one of them")]:
+                            ({"epochs": 2}, "give exactly one of them"),
+                            ({"loss_weights": {"vertex": 2.0}}, "loss_weights.vertex: stage 'mesh' has no such"),
+                            ({"loss_weights": {"vertices": -1.0}}, "loss_weights.vertices: expected a finite"),
+                            ({"loss_weights": [1.0]}, "loss_weights: expected a mapping")]:
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({**base, **change}))
         with pytest.raises(InputError, match=message):
@@ -83,6 +86,7 @@ def test_config_refuses_unknown_keys_and_bad_values_by_name(tmp_path):
     assert config.learning_rate(world_size=4) == pytest.approx(1e-4 * 24 * 4 / 32)
     assert config.replace(stage="rcnet").learning_rate() == pytest.approx(5e-4 * 24 / 32)
     assert config.milestones(100) == [50]
+    assert config_from_dict({**base, "loss_weights": {"joints": 2}}).loss_weights == {"joints": 2.0}
     for name in ("train_small.yaml", "train_official.yaml"):
         assert load_config(os.path.join(os.path.dirname(TINY), "..", "config", name)).optimizer.clip_grad_value == 0.5
 

@@ -17,7 +17,7 @@ from sahmr_ros.errors import InputError
 from sahmr_ros.geometry import crop_images, in_crop_frustum, invert_transform, square_crop_boxes, transform_points
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.training import flip_part_heatmaps, make_batch, training_step
-from sahmr_ros.training.objective import noisy_replacement, trainable_parameters
+from sahmr_ros.training.objective import loss_weights, noisy_replacement, trainable_parameters
 
 # Parameters of the last stage-4 module that only feed branches 1..3: RCNet's stride-4 head reads
 # branch 0 alone, so they get no gradient (the same in the official model).
@@ -212,6 +212,32 @@ def test_flipped_root_pass_leaves_the_unflipped_outputs_unchanged(batch, body):
 def test_training_step_checks_its_stage(batch, body):
     with pytest.raises(InputError, match="stage"):
         training_step(_model(body), batch, "all", np.random.default_rng(0))
+
+
+def test_loss_weight_overrides_change_only_their_term_and_a_zero_flip_weight_skips_the_flipped_pass(batch, body):
+    model = _model(body)
+    model.rcnet.contact_net = _DenseContactNet()
+    official = loss_weights("rcnet")
+
+    def step(weights=None):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return training_step(model, batch, "rcnet", np.random.default_rng(1), weights)
+
+    base, changed = step(), step({"pelvis_heatmap": 10.0, "part_heatmaps": 0.05})
+    for name in official:
+        assert torch.allclose(base[name], changed[name]), name
+    # one person: the loss is the weighted sum of the terms
+    assert torch.allclose(base["loss"], sum(w * base[k] for k, w in official.items()), rtol=1e-5)
+    expect = sum({"pelvis_heatmap": 10.0, "part_heatmaps": 0.05}.get(k, w) * base[k] for k, w in official.items())
+    assert torch.allclose(changed["loss"], expect, rtol=1e-5)
+    # without the flipped term the trunk runs on the B crops only (batch norm then sees other statistics)
+    unflipped = step({"part_heatmaps_flip": 0.0})
+    assert "part_heatmaps_flip" not in unflipped
+    assert torch.allclose(unflipped["loss"], sum(w * unflipped[k] for k, w in official.items()
+                                                 if k != "part_heatmaps_flip"), rtol=1e-5)
+    with pytest.raises(InputError, match="loss_weights.vertices: stage 'rcnet' has no such loss term"):
+        loss_weights("rcnet", {"vertices": 1.0})
 
 
 # --- steps --------------------------------------------------------------------------------------------

@@ -154,6 +154,8 @@ class TrainConfig:
             parameters still trained) or ``"sync"`` (SyncBatchNorm across processes; CUDA only).
         find_unused_parameters: DDP option, needed when a batch may leave a branch unused.
         intervals: log, checkpoint and validation intervals.
+        loss_weights: weights of single loss terms by name, replacing the official ones (e.g.
+            ``{part_heatmaps: 0.01}``); empty: the official weights (:func:`~.objective.loss_weights`).
         seed: seed of the initialisation, data order, augmentation and noise.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``; under torchrun each
             process takes ``cuda:LOCAL_RANK``.
@@ -174,6 +176,7 @@ class TrainConfig:
     batchnorm: str = "train"
     find_unused_parameters: bool = True
     intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    loss_weights: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
 
@@ -217,6 +220,9 @@ class TrainConfig:
         for name in ("log", "checkpoint", "validate"):
             if getattr(self.intervals, name) < 0:
                 raise InputError(f"intervals.{name}: expected >= 0 (0: never), got {getattr(self.intervals, name)}")
+        from sahmr_ros.training.objective import loss_weights
+
+        loss_weights(self.stage, self.loss_weights)  # names and values checked here, before any data is read
         if self.intervals.keep_checkpoints < 1:
             raise InputError(f"intervals.keep_checkpoints: expected >= 1, got {self.intervals.keep_checkpoints}")
 
@@ -266,6 +272,11 @@ def _convert(value: Any, tp: Any, name: str) -> Any:
                          f"{name}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return _from_mapping(tp, value, name)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise InputError(f"{name}: expected a mapping, got {value!r}")
+        return {_convert(k, key_type, name): _convert(v, value_type, f"{name}.{k}") for k, v in value.items()}
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):

@@ -26,8 +26,9 @@ the stream stays aligned); dropout uses torch's global generator (seed it for bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -74,14 +75,25 @@ def _check_stage(stage: str) -> None:
         raise InputError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
 
 
-def loss_weights(stage: str) -> dict[str, float]:
-    """Return the official loss weights of a stage (``"joint"``: both sets)."""
+def loss_weights(stage: str, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Return the loss weights of a stage: the official ones (``"joint"``: both sets), then ``overrides``.
+
+    Raises:
+        InputError: an override names a term the stage does not have, or is negative or not finite.
+    """
     _check_stage(stage)
     weights = {}
     if stage in ("rcnet", "joint"):
         weights.update(RCNET_LOSS_WEIGHTS)
     if stage in ("mesh", "joint"):
         weights.update(MESH_LOSS_WEIGHTS)
+    for name, value in (overrides or {}).items():
+        if name not in weights:
+            raise InputError(f"loss_weights.{name}: stage {stage!r} has no such loss term; "
+                             f"its terms: {', '.join(weights)}")
+        if not (math.isfinite(value) and value >= 0):
+            raise InputError(f"loss_weights.{name}: expected a finite number >= 0, got {value}")
+        weights[name] = float(value)
     return weights
 
 
@@ -179,7 +191,8 @@ def _mesh_terms(mesh, batch: TrainBatch) -> dict[str, torch.Tensor]:
     }
 
 
-def training_step(model, batch: TrainBatch, stage: str, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def training_step(model, batch: TrainBatch, stage: str, rng: np.random.Generator,
+                  weights: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
     """Forward one batch through the stage's networks and compute its loss terms.
 
     Sets the modules' modes for the stage (``"mesh"``: RCNet eval, mesh network train; the others:
@@ -190,6 +203,7 @@ def training_step(model, batch: TrainBatch, stage: str, rng: np.random.Generator
         batch: :class:`~sahmr_ros.training.batch.TrainBatch` (``batch.to(device)``).
         stage: ``"rcnet"``, ``"mesh"`` or ``"joint"``.
         rng: numpy Generator for the anchor / pelvis noise.
+        weights: loss weight overrides by term name (:func:`loss_weights`); None: the official weights.
 
     Returns:
         ``{term: scalar}``, each term the mean over the B persons of its per-person value (unweighted; names
@@ -207,8 +221,10 @@ def training_step(model, batch: TrainBatch, stage: str, rng: np.random.Generator
     device = batch.crops.device
     gt_root = batch.root_camera.to(torch.float32)
 
+    weights = loss_weights(stage, weights)
     with torch.enable_grad() if train_rcnet else torch.no_grad():
-        root = model.rcnet.estimate_root(batch.crops, batch.bbx_lurb, batch.K, with_flipped=train_rcnet)
+        flipped = train_rcnet and weights["part_heatmaps_flip"] > 0  # the flipped pass feeds only that term
+        root = model.rcnet.estimate_root(batch.crops, batch.bbx_lurb, batch.K, with_flipped=flipped)
         with full_precision(device):
             anchor = at_least_float32(root.root_camera.detach())
             if train_rcnet:
@@ -226,7 +242,6 @@ def training_step(model, batch: TrainBatch, stage: str, rng: np.random.Generator
             terms.update(_mesh_terms(mesh, batch))
 
     with full_precision(device):
-        weights = loss_weights(stage)
         total = sum(weights[k] * v for k, v in terms.items() if k in weights)
         result = {k: v.mean() for k, v in terms.items()}
         result["loss"] = total.mean()

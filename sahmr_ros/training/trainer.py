@@ -109,14 +109,14 @@ class TrainResult:
 class _StepModule(nn.Module):
     """The model with a forward that is one training step (what DDP wraps, so its hooks see the step)."""
 
-    def __init__(self, model: nn.Module, stage: str):
+    def __init__(self, model: nn.Module, stage: str, weights: dict[str, float]):
         super().__init__()
-        self.model, self.stage = model, stage
+        self.model, self.stage, self.weights = model, stage, weights
 
     def forward(self, batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         from sahmr_ros.training.objective import training_step
 
-        return training_step(self.model, batch, self.stage, rng)
+        return training_step(self.model, batch, self.stage, rng, self.weights)
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
@@ -198,7 +198,7 @@ class Trainer:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(d.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        step_module = _StepModule(self.model, cfg.stage)
+        step_module = _StepModule(self.model, cfg.stage, dict(cfg.loss_weights))
         if d.active:
             from torch.nn.parallel import DistributedDataParallel
 
