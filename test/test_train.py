@@ -264,3 +264,28 @@ def test_fine_tuning_from_an_imported_official_checkpoint(shared_dir, data, tmp_
     values = trainer.train_step(collate_items(_items(data["pair"], [0]), trainer.body))
     assert np.isfinite(values["loss"]) and values["skipped"] == 0.0
     assert not torch.equal(trainer.model.state_dict()[key], before)
+
+
+def test_init_rcnet_takes_the_rcnet_of_another_checkpoint(data, tmp_path, synthetic_model_dir):
+    """Stage B after stage A: ``init`` gives the model, ``init_rcnet`` replaces its RCNet (strictly)."""
+    from sahmr_ros.body import load_body_assets
+    from sahmr_ros.checkpoint import save_checkpoint
+    from sahmr_ros.errors import CheckpointError
+    from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
+    from sahmr_ros.training.trainer import Trainer
+
+    body = load_body_assets(synthetic_model_dir)
+    torch.manual_seed(1)
+    a = save_checkpoint(tmp_path / "a.pt", SAHMR(SAHMRConfig.small(), body), "small")
+    torch.manual_seed(2)
+    b = save_checkpoint(tmp_path / "b.pt", SAHMR(SAHMRConfig.small(), body), "small")
+    sa, sb = _state(a)["state_dict"], _state(b)["state_dict"]
+    values = _tiny(data["pair"], workers=0, model_dir=str(synthetic_model_dir), init=str(a), init_rcnet=str(b),
+                   intervals={"log": 0, "checkpoint": 0, "validate": 0})
+    model = Trainer(config_from_dict(values), tmp_path / "run", progress=False).model
+    for k, v in model.state_dict().items():
+        expect = sb[k] if k.startswith("rcnet.") else sa[k]
+        assert torch.equal(v, expect), k
+    official = save_checkpoint(tmp_path / "o.pt", torch.nn.Linear(1, 1), "official")
+    with pytest.raises(CheckpointError, match="init_rcnet .*o.pt: a 'official' checkpoint"):
+        Trainer(config_from_dict({**values, "init_rcnet": str(official)}), tmp_path / "run2", progress=False)

@@ -139,6 +139,8 @@ class TrainConfig:
         stage: ``"rcnet"`` (root and contact network), ``"mesh"`` (mesh network, RCNet frozen) or ``"joint"``.
         init: None (random init, seeded) or a sahmr_ros checkpoint (``sahmr import-checkpoint`` output or
             any checkpoint of ``sahmr train``) of the same preset, loaded strictly.
+        init_rcnet: None, or a sahmr_ros checkpoint whose RCNet replaces ``init``'s (the paper's stage B
+            starts from the stage A RCNet: ``stage: mesh``, ``init_rcnet: RCNET_RUN/checkpoints/best.pt``).
         model_dir: body files (SMPL + official files, models/README.md); None: the synthetic body,
             written into the run directory (``RUN/body``).
         data: training sources and validation split.
@@ -164,6 +166,7 @@ class TrainConfig:
     preset: str = "small"
     stage: str = "mesh"
     init: str | None = None
+    init_rcnet: str | None = None
     model_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     batch_size: int = 24
@@ -379,7 +382,7 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
     if val is not None:
         val = dataclasses.replace(val, path=_resolve(val.path, base))
     return dataclasses.replace(config, data=DataConfig(train, val), init=_resolve(config.init, base),
-                               model_dir=_resolve(config.model_dir, base))
+                               init_rcnet=_resolve(config.init_rcnet, base), model_dir=_resolve(config.model_dir, base))
 
 
 def config_to_dict(config: TrainConfig) -> dict:

@@ -187,6 +187,8 @@ class Trainer:
         model = SAHMR(SAHMRConfig.from_preset(cfg.preset), self.body)
         if cfg.init is not None and self.resume_step is None:
             self._load_weights(model, cfg.init, "init")
+        if cfg.init_rcnet is not None and self.resume_step is None:
+            self._load_weights(model.rcnet, cfg.init_rcnet, "init_rcnet", prefix="rcnet.")
         trainable = {id(p) for p in trainable_parameters(model, cfg.stage)}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
@@ -224,12 +226,14 @@ class Trainer:
         elif d.is_main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
-    def _load_weights(self, model: nn.Module, path: str | Path, what: str) -> dict:
+    def _load_weights(self, model: nn.Module, path: str | Path, what: str, prefix: str = "") -> dict:
+        """Load a checkpoint's weights strictly (only its ``prefix`` keys, without the prefix, when given)."""
         payload = load_checkpoint(path)
         if payload["preset"] != self.config.preset:
             raise CheckpointError(f"{what} {path}: a {payload['preset']!r} checkpoint, the config's preset is "
                                   f"{self.config.preset!r}; set preset: {payload['preset']}")
-        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+        state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{what} {path}: does not fit the {self.config.preset} preset: {len(missing)} "
                                   f"missing keys (first: {missing[:5]}), {len(unexpected)} unexpected keys (first: "
@@ -299,7 +303,7 @@ class Trainer:
     def _metadata(self, **extra) -> dict:
         cfg = self.config
         return {"trained_by": "sahmr train", "stage": cfg.stage, "step": self.step, "total_steps": self.total_steps,
-                "init": cfg.init or "none", "body_model": self.body_model, "seed": cfg.seed,
+                "init": cfg.init or "none", "init_rcnet": cfg.init_rcnet or "none", "body_model": self.body_model, "seed": cfg.seed,
                 "world_size": self.dist.world_size, "batch_size": cfg.batch_size, "precision": self.precision,
                 "config_yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False), **extra}
 
