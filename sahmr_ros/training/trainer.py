@@ -303,7 +303,8 @@ class Trainer:
     def _metadata(self, **extra) -> dict:
         cfg = self.config
         return {"trained_by": "sahmr train", "stage": cfg.stage, "step": self.step, "total_steps": self.total_steps,
-                "init": cfg.init or "none", "init_rcnet": cfg.init_rcnet or "none", "body_model": self.body_model, "seed": cfg.seed,
+                "init": cfg.init or "none", "init_rcnet": cfg.init_rcnet or "none", "body_model": self.body_model,
+                "seed": cfg.seed,
                 "world_size": self.dist.world_size, "batch_size": cfg.batch_size, "precision": self.precision,
                 "config_yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False), **extra}
 
