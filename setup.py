@@ -18,7 +18,9 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     # msg/*.msg is the one source of truth of the node's interfaces; sahmr_ros/ros/msg is a symlink
     # to it, so an editable install reads msg/ itself and a wheel carries copies as package data.
-    package_data={f"{PACKAGE}.ros": ["msg/*.msg"]},
+    # The embedded default's weights and model card (sahmr_ros/weights/) ship inside the package. colcon
+    # installs the whole sahmr_ros/ directory (CMakeLists.txt), so both installs carry them.
+    package_data={f"{PACKAGE}.ros": ["msg/*.msg"], f"{PACKAGE}.weights": ["*.pt", "*.json", "*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

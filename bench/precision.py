@@ -3,8 +3,8 @@
     python bench/precision.py                       # small preset, CPU, roots pinned 3 m away
     python bench/precision.py --depth 6 --device cuda
 
-Input: the demo's synthetic room and people (no downloads) and the embedded default (untrained,
-seed 0) weights; RCNet's depth head is pinned so that the roots lie ``--depth`` metres away and the
+Input: the demo's synthetic room and people (no downloads) and the embedded default's untrained
+(seed 0) weights; RCNet's depth head is pinned so that the roots lie ``--depth`` metres away and the
 ROIs hold scene points. Printed per person: the coarse and refined root differences, the vertex
 differences (max / mean, metres), and the ROI voxel and contact counts of both precisions.
 """
@@ -28,7 +28,8 @@ from sahmr_ros.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 
 def _pipeline(model_dir: Path, scene, device: str, precision: str, depth_m: float) -> Pipeline:
-    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device, precision=precision))
+    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device, precision=precision),
+                                     weights="untrained")  # the figures README quotes were measured with these
     width = float(np.max(scene.boxes[:, 2:] - scene.boxes[:, :2]) * C.CROP_SCALE)
     conv = pipe.model.rcnet.root_net.out_conv
     with torch.no_grad():

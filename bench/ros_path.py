@@ -90,7 +90,8 @@ def main() -> None:
     model_dir = write_synthetic_model_dir(Path(tempfile.mkdtemp()) / "model")
     scene = make_demo_scene(model_dir)
     torch.manual_seed(0)
-    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=args.device))
+    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=args.device),
+                                     weights="untrained")  # as when the README's figures were measured
     pipe.set_scene(scene.scene_points_map)
     ts = make_typestore()
     f = RosbagsFactory(ts)

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = write_synthetic_model_dir(tmp)
         scene = make_demo_scene(model_dir)
         torch.manual_seed(0)
-        pipeline = Pipeline.embedded_default(model_dir, PipelineConfig(device="cpu"))
+        pipeline = Pipeline.embedded_default(model_dir, PipelineConfig(device="cpu"),
+                                             weights="untrained")  # as when the README's figures were measured
     pipeline.set_scene(scene.scene_points_map)
     f = RosbagsFactory(make_typestore())
     params = NodeParams(tf_timeout_s=0.0, distortion="undistort")

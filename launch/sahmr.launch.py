@@ -3,7 +3,7 @@
 Examples::
 
     ros2 launch sahmr_ros sahmr.launch.py checkpoint:=/data/sahmr.pt scene_file:=/data/room.ply rviz:=true
-    ros2 launch sahmr_ros sahmr.launch.py demo:=true scene_file:=room.ply rviz:=true   # UNTRAINED weights
+    ros2 launch sahmr_ros sahmr.launch.py demo:=true scene_file:=room.ply rviz:=true   # shipped synthetic-data weights
     ros2 launch sahmr_ros sahmr.launch.py --show-args                                  # every argument
 
 Parameters of ``sahmr_node``: first ``params_file`` (default: the installed
@@ -61,7 +61,8 @@ NODE_NAME = "sahmr_node"
 NODE_ARGUMENTS = {
     "checkpoint": ("path", "sahmr_ros checkpoint (.pt); required unless demo:=true"),
     "model_dir": ("path", "directory with SMPL and the official body files (models/README.md)"),
-    "demo": ("bool", "true: embedded default weights (synthetic body, UNTRAINED) instead of a checkpoint"),
+    "demo": ("bool", "true: embedded default weights (synthetic body; small preset trained on synthetic data, "
+                     "sahmr_ros/weights/MODEL_CARD.md) instead of a checkpoint"),
     "device": ("str", "auto, cpu, cuda or cuda:N"),
     "precision": ("str", "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)"),
     "score_threshold": ("float", "detections scoring below this are ignored"),

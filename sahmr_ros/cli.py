@@ -21,7 +21,8 @@ __all__ = ["main", "build_parser"]
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sahmr_ros.demo.run import run_demo
 
-    run_demo(Path(args.out), checkpoint=args.checkpoint, device=args.device, seed=args.seed)
+    run_demo(Path(args.out), checkpoint=args.checkpoint, device=args.device, seed=args.seed,
+             weights="untrained" if args.untrained else "shipped")
     return 0
 
 
@@ -163,8 +164,6 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     check_bag_paths(args.input, args.output)  # before the minutes a model may take to load
     pipe = build_pipeline(params)
     print(f"weights: {pipe.weights_description}; device {pipe.device}")
-    if args.demo:
-        print("!! demo: the embedded default weights are UNTRAINED; the meshes are not meaningful")
     if args.scene:
         scene = pipe.set_scene(read_point_cloud(args.scene, sample_mesh_surface=True))
         print(f"scene from {args.scene}: {len(scene)} voxels (a scene topic in the bag replaces it)")
@@ -189,6 +188,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit: expected a number of samples >= 1, got {args.limit}")
+    if args.untrained and not args.demo:
+        raise InputError("--untrained: only with --demo (the embedded default's random initialisation)")
     # refusals first (no data, empty split, body model mismatch, no bags), before any weights load
     body = "synthetic" if args.demo else pipeline_body_model(args.model_dir)
     data = open_data(args.data, args.split, model_dir=args.model_dir, smplx_to_smpl=args.smplx_to_smpl,
@@ -209,14 +210,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             from sahmr_ros.body.synthetic import write_synthetic_model_dir
 
             model_dir = write_synthetic_model_dir(tmp)
-            pipe = Pipeline.embedded_default(model_dir, config)
+            pipe = Pipeline.embedded_default(model_dir, config, weights="untrained" if args.untrained else "shipped")
         else:
             model_dir = Path(args.model_dir)
             pipe = Pipeline.from_model_dir(model_dir, checkpoint=args.checkpoint, config=config)
         j_regressor = load_h36m_regressor(Path(model_dir) / C.H36M_REGRESSOR_FILENAME)
     print(f"weights: {pipe.weights_description}; device {pipe.device}, precision {args.precision}")
-    if args.demo:
-        print("!! demo: the embedded default weights are UNTRAINED; the metrics are a floor, not the method's")
+    if args.untrained:
+        print("!! demo --untrained: the weights are UNTRAINED (random); the metrics are a floor, not the method's")
     out = Path(args.output)
     if args.bag:
         result = evaluate_bags(data, pipe, j_regressor, out, limit=args.limit, progress=not args.no_progress)
@@ -228,7 +229,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     run = {"command": "sahmr eval", "sahmr_ros_version": __version__, "data": str(data.root),
            "data_kind": data.kind, "split": data.split, "body_model": data.body_model,
            "weights": pipe.weights_description, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-           "untrained": bool(args.demo), "device": str(pipe.device), "precision": args.precision,
+           "untrained": bool(args.untrained), "device": str(pipe.device), "precision": args.precision,
            "limit": args.limit, "path_description": described}
     report = write_report(result, out, run, faces=pipe.faces, plots=not args.no_plots)
     m = report["metrics"]["overall"]
@@ -298,10 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the embedded default on a synthetic room (no downloads)")
     demo.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    demo.add_argument("--checkpoint", default=None,
-                      help="a sahmr_ros checkpoint, either preset (default: UNTRAINED random small-preset weights)")
+    demo_weights = demo.add_mutually_exclusive_group()
+    demo_weights.add_argument("--checkpoint", default=None,
+                              help="a sahmr_ros checkpoint, either preset (default: the embedded default, the "
+                                   "small-preset weights shipped in sahmr_ros/weights/, see its MODEL_CARD.md)")
+    demo_weights.add_argument("--untrained", action="store_true",
+                              help="random small-preset weights (--seed) instead: the floor the model card compares "
+                                   "with")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the untrained default weights")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the --untrained weights (default: 0)")
     demo.set_defaults(func=_cmd_demo)
 
     imp = sub.add_parser("import-checkpoint", help="convert an official SA-HMR release .pth to a sahmr_ros .pt")
@@ -355,7 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     weights = ev.add_mutually_exclusive_group(required=True)
     weights.add_argument("--checkpoint", default=None, help="sahmr_ros checkpoint (.pt), with the body of --model-dir")
     weights.add_argument("--demo", action="store_true",
-                         help="the embedded default: UNTRAINED small-preset weights with the synthetic body")
+                         help="the embedded default with the synthetic body: the small-preset weights shipped in "
+                              "sahmr_ros/weights/ (see its MODEL_CARD.md)")
+    ev.add_argument("--untrained", action="store_true",
+                    help="with --demo: random small-preset weights (seed 0) instead of the shipped ones, the floor "
+                         "the model card compares with")
     ev.add_argument("--model-dir", default="models",
                     help="body files of the checkpoint (SMPL + official files, or a synthetic body directory); "
                          "official data also reads its regressor and part ids here (default: models)")

@@ -36,7 +36,8 @@ from sahmr_ros.geometry import (
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.scene import Scene
 
-__all__ = ["PipelineConfig", "PersonResult", "SkippedPerson", "FrameResult", "Pipeline", "STAGES"]
+__all__ = ["PipelineConfig", "PersonResult", "SkippedPerson", "FrameResult", "Pipeline", "STAGES",
+           "EMBEDDED_WEIGHTS"]
 
 # Stages reported in FrameResult.timings_ms, in pipeline order.
 STAGES = (
@@ -53,6 +54,8 @@ STAGES = (
 
 FLAG_NO_SCENE_POINTS = C.FLAG_NO_SCENE_POINTS  # root from the image alone, no contacts
 FLAG_NON_FINITE = C.FLAG_NON_FINITE  # NaN/inf in the estimate (broken weights): do not use it
+# Pipeline.embedded_default's choices: the trained weights shipped in sahmr_ros/weights/, or random ones
+EMBEDDED_WEIGHTS = ("shipped", "untrained")
 
 
 @dataclass(frozen=True)
@@ -224,28 +227,57 @@ class Pipeline:
 
     @classmethod
     def embedded_default(cls, model_dir: str | Path, config: PipelineConfig = PipelineConfig(),
-                         checkpoint: str | Path | None = None, seed: int = 0) -> "Pipeline":
-        """Build the embedded default: the synthetic body model and the ``small`` preset.
+                         checkpoint: str | Path | None = None, weights: str = "shipped",
+                         seed: int = 0) -> "Pipeline":
+        """Build the embedded default: the synthetic body model and the weights shipped in the package.
 
-        Needs no download. The weights are random (``seed``) - UNTRAINED - unless a checkpoint
-        (of either preset) is given. Only used when explicitly asked for (``sahmr demo``, ``--demo``).
+        Needs no download. Only used when explicitly asked for (``sahmr demo``, ``--demo``, ``demo:=true``).
 
         Args:
             model_dir: a directory written by
                 :func:`sahmr_ros.body.synthetic.write_synthetic_model_dir`.
+            config: run-time options.
+            checkpoint: load this sahmr_ros checkpoint (either preset) instead of the shipped weights.
+            weights: ``"shipped"`` (default): ``sahmr_ros/weights/small_synthetic.pt``, the small preset
+                trained on synthetic data (see ``sahmr_ros/weights/MODEL_CARD.md``); ``"untrained"``:
+                the small preset with random weights drawn from ``seed`` (the floor the card compares with).
+            seed: seed of the untrained weights.
+
+        Raises:
+            CheckpointError: the shipped file is missing, corrupt or does not match its model card (the
+                message names the file and how to restore it); an unreadable ``checkpoint``.
+            InputError: unknown ``weights``, or ``weights="untrained"`` together with a checkpoint.
         """
         from sahmr_ros.body import load_body_assets
 
+        if weights not in EMBEDDED_WEIGHTS:
+            raise InputError(f"weights: {weights!r} unknown; choose one of {', '.join(EMBEDDED_WEIGHTS)}")
+        if checkpoint is not None and weights == "untrained":
+            raise InputError("weights: 'untrained' and a checkpoint were both given; choose one")
+        shipped = None
+        if checkpoint is None and weights == "shipped":
+            from sahmr_ros.weights import RESTORE_HINT, shipped_weights
+
+            shipped = shipped_weights()  # checked against its card before anything is built
         body = load_body_assets(model_dir)
-        if checkpoint is None:
+        if checkpoint is None and shipped is None:
             torch.manual_seed(seed)
             model = SAHMR(SAHMRConfig.small(), body)
             description = f"embedded default: small preset with UNTRAINED random weights (seed {seed})"
-        else:  # any preset: e.g. an imported official checkpoint
-            payload = load_checkpoint(checkpoint)
+        else:  # the shipped weights, or any preset's checkpoint (e.g. an imported official one)
+            path = shipped.checkpoint if shipped is not None else checkpoint
+            try:
+                payload = load_checkpoint(path)
+            except CheckpointError as exc:
+                if shipped is None:
+                    raise
+                raise CheckpointError(f"embedded default weights: {exc}; {RESTORE_HINT}") from exc
             model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
-            _load_state(model, payload["state_dict"], checkpoint)
-            description = f"{payload['preset']} preset, checkpoint {Path(checkpoint).name}"
+            _load_state(model, payload["state_dict"], path)
+            if shipped is not None:
+                description = shipped.description
+            else:
+                description = f"{payload['preset']} preset, checkpoint {Path(checkpoint).name}"
         return cls(model, body.faces, config, description + ", synthetic body")
 
     # -- scene --------------------------------------------------------------------------------------
@@ -403,6 +435,8 @@ class Pipeline:
 
 
 def _load_state(model: SAHMR, state_dict: dict, path) -> None:
+    """Load strictly (every key, no extra one); half-precision storage is upcast to the model's float32."""
+    state_dict = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state_dict.items()}
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(

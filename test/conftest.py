@@ -84,13 +84,14 @@ def demo_scene(synthetic_model_dir):
 
 @pytest.fixture(scope="module")
 def pipeline(synthetic_model_dir, demo_scene):
-    """The embedded default (small preset, seed 0, CPU) with the demo room latched (one per test module)."""
+    """The embedded default's untrained init (small preset, seed 0, CPU) with the demo room latched (one per
+    test module): the tests using it check structure, not accuracy, and were measured with these weights."""
     import torch
 
     from sahmr_ros.pipeline import Pipeline, PipelineConfig
 
     torch.manual_seed(0)
-    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"), weights="untrained")
     pipe.set_scene(demo_scene.scene_points_map)
     return pipe
 

@@ -171,21 +171,26 @@ def _mean(rows, column) -> float:
 
 
 def test_sahmr_eval_demo_end_to_end_and_bag_path(data_dir, tmp_path, capsys):
+    """--demo: the shipped weights, named in the output and the report; --untrained marks the report."""
     from PIL import Image
 
     from sahmr_ros.cli import main
+    from sahmr_ros.weights import shipped_weights
 
     out = tmp_path / "report"
     assert main(["eval", "--data", str(data_dir), "--demo", "-o", str(out), "--device", "cpu", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "UNTRAINED" in printed and f"report: {out / 'summary.md'}" in printed
+    weights = shipped_weights().description
+    assert f"weights: {weights}" in printed and "UNTRAINED" not in printed
+    assert f"report: {out / 'summary.md'}" in printed
 
     rows = _read_csv(out / "per_sample.csv")
     assert [r["sample"] for r in rows] == ["test_000", "test_000", "test_001", "test_001", "test_002"]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "skipped", "ok"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["format"] == "sahmr_ros.eval" and summary["run"]["body_model"] == "synthetic"
-    assert summary["run"]["untrained"] is True and summary["run"]["samples"] == 3
+    assert summary["run"]["untrained"] is False and summary["run"]["samples"] == 3
+    assert summary["run"]["weights"].startswith(weights)
     overall = summary["metrics"]["overall"]
     for column in ("g_mpjpe_mm", "g_mpve_mm", "mpjpe_mm", "mpve_mm", "pa_mpjpe_mm", "pene_m", "confe_m",
                    "root_error_mm", "coarse_root_error_mm"):
@@ -201,7 +206,8 @@ def test_sahmr_eval_demo_end_to_end_and_bag_path(data_dir, tmp_path, capsys):
 
     md = (out / "summary.md").read_text()
     assert "| group | persons | G-MPJPE |" in md and "| **overall** | 5 |" in md
-    assert "| category: walking | 2 |" in md and "| distance 6-8 m | 1 |" in md and "UNTRAINED" in md
+    assert "| category: walking | 2 |" in md and "| distance 6-8 m | 1 |" in md
+    assert f"- weights: {weights}" in md and "UNTRAINED" not in md
     for name in ("cdf_pose", "cdf_root", "cdf_scene", "contact_parts", "samples"):
         path = out / "plots" / f"{name}.png"
         assert f"plots/{name}.png" in md
@@ -222,6 +228,13 @@ def test_sahmr_eval_demo_end_to_end_and_bag_path(data_dir, tmp_path, capsys):
             assert b["coarse_root_error_mm"] == "" and b["contact_f1"] == a["contact_f1"]
     bag_summary = json.loads((bag_out / "summary.json").read_text())
     assert bag_summary["run"]["path"] == "node" and (bag_out / "bag_outputs" / "floor").is_dir()
+
+    untrained = tmp_path / "report_untrained"
+    capsys.readouterr()
+    assert main(["eval", "--data", str(data_dir), "--demo", "--untrained", "-o", str(untrained), "--limit", "1",
+                 "--device", "cpu", "--no-progress", "--no-plots"]) == 0
+    assert "UNTRAINED" in capsys.readouterr().out and "UNTRAINED" in (untrained / "summary.md").read_text()
+    assert json.loads((untrained / "summary.json").read_text())["run"]["untrained"] is True
 
 
 def test_sahmr_eval_refuses_clearly(data_dir, assets, synthetic_model_dir, tmp_path, capsys):
@@ -248,6 +261,7 @@ def test_sahmr_eval_refuses_clearly(data_dir, assets, synthetic_model_dir, tmp_p
     assert "not a data directory" in refused("--data", str(tmp_path), "--demo")
     assert "not a directory" in refused("--data", str(tmp_path / "nowhere"), "--demo")
     assert "split 'train' is empty" in refused("--data", str(data_dir), "--split", "train", "--demo")
+    assert "--untrained: only with --demo" in refused("--data", str(data_dir), "--checkpoint", "x.pt", "--untrained")
     assert not (tmp_path / "out").exists()
 
 

@@ -67,7 +67,7 @@ def _points_on_faces() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(synthetic_model_dir):
-    return Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu")).model
+    return Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"), weights="untrained").model
 
 
 # --- 1. voxelisation in float32 --------------------------------------------------------------------

@@ -32,7 +32,8 @@ def _pin_root_depth(pipe: Pipeline, scene, depth_m: float) -> None:
 
 @pytest.fixture(scope="module")
 def pipe(synthetic_model_dir, demo_scene):
-    p = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    """Untrained weights with the root depth pinned: the tolerances below were measured with them."""
+    p = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"), weights="untrained")
     _pin_root_depth(p, demo_scene, 3.0)
     p.set_scene(demo_scene.scene_points_map)
     return p
@@ -184,7 +185,8 @@ def _pinned_root_pixel(*pipes):
 def test_half_precision_on_cpu_matches_fp32(synthetic_model_dir, demo_scene, pipe, precision):
     """The coarse root (same pinned depth, same heatmap peak) and the ROI voxels are those of fp32;
     the refined root and the vertices are within the stated tolerances."""
-    half = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision=precision))
+    half = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision=precision),
+                                     weights="untrained")  # pipe's weights are loaded next
     half.model.load_state_dict(pipe.model.state_dict())
     half.set_scene(demo_scene.scene_points_map)
     with _pinned_root_pixel(pipe, half):
@@ -211,7 +213,7 @@ def test_missing_model_files_are_all_named(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI machines)")
 def test_cuda_matches_cpu(synthetic_model_dir, demo_scene, pipe):
-    gpu = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cuda"))
+    gpu = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cuda"), weights="untrained")
     gpu.model.load_state_dict(pipe.model.state_dict())
     gpu.set_scene(demo_scene.scene_points_map)
     a, b = _run(pipe, demo_scene), _run(gpu, demo_scene)

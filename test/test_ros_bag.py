@@ -38,7 +38,7 @@ def demo_scene(synthetic_model_dir):
 @pytest.fixture(scope="module")
 def pipeline(synthetic_model_dir):
     torch.manual_seed(0)
-    return Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"))
+    return Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu"), weights="untrained")
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +227,11 @@ def test_refusals_name_the_problem(demo_scene, input_bag, pipeline, tmp_path):
 
 
 def test_cli_bag_with_the_demo_weights(input_bag, tmp_path):
-    """Runs, says UNTRAINED, and leaves no temporary model directory behind (42 MB per run before)."""
+    """Runs with the shipped weights, says so, and leaves no temporary model directory behind (42 MB per run
+    before)."""
     import os
+
+    from sahmr_ros.weights import shipped_weights
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -236,7 +239,8 @@ def test_cli_bag_with_the_demo_weights(input_bag, tmp_path):
                         "--demo", "--device", "cpu", "--no-progress"], capture_output=True, text=True, timeout=600,
                        env={**os.environ, "TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr
-    assert "UNTRAINED" in r.stdout and f"{FRAMES} processed" in r.stdout
+    assert f"weights: {shipped_weights().description}" in r.stdout and "UNTRAINED" not in r.stdout
+    assert f"{FRAMES} processed" in r.stdout
     assert list(tmp.glob("sahmr_demo_model_*")) == []
     r = subprocess.run([sys.executable, "-m", "sahmr_ros.cli", "bag", str(input_bag), "-o", str(tmp_path / "o2")],
                        capture_output=True, text=True, timeout=600)

@@ -1,8 +1,9 @@
 """``sahmr demo``: the whole pipeline on an embedded synthetic scene, no downloads.
 
 A procedural room (the "scan"), the synthetic body posed standing on the floor and sitting on a
-chair, a camera image of them rendered with a known camera, their boxes; then the pipeline and a
-figure (``DIR/demo.png``) with the projected meshes and a top view of roots and contacts.
+chair, a camera image of them rendered with a known camera, their boxes; then the pipeline with the
+embedded default (the trained small-preset weights shipped in ``sahmr_ros/weights/``, or random ones on
+request) and a figure (``DIR/demo.png``) with the projected meshes and a top view of roots and contacts.
 """
 
 from __future__ import annotations
@@ -103,8 +104,15 @@ def _camera_eye(room, target: np.ndarray, facing: np.ndarray) -> np.ndarray:
     return best
 
 
-def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto", seed: int = 0) -> Path:
-    """Run the embedded default end to end; writes ``out_dir/demo.png`` and returns its path."""
+def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto", seed: int = 0,
+             weights: str = "shipped") -> Path:
+    """Run the embedded default end to end; writes ``out_dir/demo.png`` and returns its path.
+
+    Args:
+        checkpoint: run this checkpoint (either preset) instead of the embedded default weights.
+        weights: ``"shipped"`` (the trained weights in ``sahmr_ros/weights/``) or ``"untrained"`` (random,
+            ``seed``); see :meth:`~sahmr_ros.pipeline.Pipeline.embedded_default`.
+    """
     from sahmr_ros.body.synthetic import write_synthetic_model_dir
     from sahmr_ros.visualization.figures import ImageOverlay, TopView, write_result_figure
     from sahmr_ros.pipeline import Pipeline, PipelineConfig
@@ -113,17 +121,20 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = write_synthetic_model_dir(out_dir / "synthetic_model")
     print(f"[1/5] synthetic body model written to {model_dir}")
+    # weights before the scene: a missing or corrupt weights file is reported before seconds of rendering
+    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device), checkpoint=checkpoint,
+                                     weights=weights, seed=seed)
     scene = make_demo_scene(model_dir)
     print(f"[2/5] room: {len(scene.scene_points_map)} scan points; rendered {IMAGE_W}x{IMAGE_H} image, "
           f"{len(scene.boxes)} people")
 
-    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device), checkpoint=checkpoint, seed=seed)
-    untrained = checkpoint is None
+    untrained = checkpoint is None and weights == "untrained"
+    shipped = checkpoint is None and not untrained
     if untrained:
         print("\n" + "!" * 78)
-        print("!! EMBEDDED DEFAULT WEIGHTS ARE UNTRAINED (random, seed %d): the estimates below are" % seed)
-        print("!! NOT meaningful. They show the pipeline running end to end. Pass --checkpoint with")
-        print("!! a trained small-preset checkpoint for real estimates.")
+        print("!! UNTRAINED WEIGHTS (random, seed %d), as asked (--untrained): the estimates below" % seed)
+        print("!! are NOT meaningful. They show the pipeline running end to end. Run without")
+        print("!! --untrained for the trained embedded default, or pass --checkpoint.")
         print("!" * 78 + "\n")
     print(f"[3/5] weights: {pipe.weights_description}; device {pipe.device}")
     pipe.set_scene(scene.scene_points_map)
@@ -142,6 +153,8 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
         lines.append(f"person {p.box_index}: root error {err * 1000:.0f} mm, {len(p.contact_labels)} contact points")
     for s in frame.skipped:
         print(f"  skipped box {s.box_index}: {s.reason}")
+    if shipped:
+        print("  " + _card_reference())
     t = frame.timings_ms
     print("  timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()))
     lines.append(f"total {t['total']:.0f} ms on {pipe.device}")
@@ -154,9 +167,22 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
                        [p.contact_points_map for p in frame.persons], [p.contact_labels for p in frame.persons])
     png = write_result_figure(out_dir / "demo.png", overlay, top_view, lines)
     mean = f"{np.mean(errors) * 1000:.0f} mm" if errors else "n/a"
-    print(f"[4/5] wrote {png} (mean root error {mean}{', UNTRAINED weights' if untrained else ''})")
+    which = ("UNTRAINED weights" if untrained else "embedded default weights" if shipped
+             else f"checkpoint {Path(checkpoint).name}")
+    print(f"[4/5] wrote {png} (mean root error {mean}, {which})")
     _run_through_the_node_path(scene, pipe, out_dir)
     return png
+
+
+def _card_reference() -> str:
+    """One line putting the demo's root errors in context: the model card's held-out root errors."""
+    from sahmr_ros.weights import MODEL_CARD_FILENAME, display_path, read_card
+
+    held = read_card()["held_out"]
+    mine, floor = held["metrics"], held["untrained_metrics"]
+    return (f"for comparison, the model card ({display_path(MODEL_CARD_FILENAME)}) on its held-out split of "
+            f"{mine['images']} images: root error median {mine['root_error_mm_median']:.0f} mm "
+            f"(untrained: {floor['root_error_mm_median']:.0f} mm)")
 
 
 def _run_through_the_node_path(scene: DemoScene, pipe, out_dir: Path) -> None:

@@ -187,8 +187,8 @@ def markdown_report(summary: dict, run: dict, plots: dict[str, str]) -> str:
               f"- device {run.get('device', '')}, precision {run.get('precision', '')}; "
               f"{run.get('wall_s', 0.0):.1f} s"]
     if run.get("untrained"):
-        lines += ["", "**UNTRAINED weights (embedded default): these numbers are a floor to beat, "
-                      "not an estimate of the method.**"]
+        lines += ["", "**UNTRAINED weights (the embedded default's random initialisation, --untrained): these "
+                      "numbers are a floor to beat, not an estimate of the method.**"]
     lines += ["", "Pose errors in mm, world (map) frame; MPJPE / MPVE after pelvis alignment; PenE / ConFE in "
                   "metres summed over the 6890 vertices (official units); root errors in mm; contact precision / "
                   "recall / F1 over scene points (7 cm ground truth); means over the persons evaluated.", ""]

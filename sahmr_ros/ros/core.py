@@ -130,7 +130,8 @@ PARAMETERS: dict[str, str] = {
     "map_frame": "frame of the scene and of every output",
     "checkpoint": "sahmr_ros checkpoint (.pt, see `sahmr import-checkpoint`); required unless demo is true",
     "model_dir": "directory with SMPL and the official body files (models/README.md)",
-    "demo": "use the embedded default (synthetic body, UNTRAINED small preset) instead of a checkpoint",
+    "demo": "use the embedded default (synthetic body, the small-preset weights shipped in sahmr_ros/weights/, "
+            "trained on synthetic data: see its MODEL_CARD.md) instead of a checkpoint",
     "device": "auto, cpu, cuda or cuda:N",
     "precision": "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)",
     "score_threshold": "detections scoring below this are ignored",
@@ -152,10 +153,12 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
 
     ``checkpoint`` set: that checkpoint with the body files of ``model_dir``. Otherwise ``demo``
     must be true: the embedded default (synthetic body written to ``demo_dir``, or to a temporary
-    directory removed once the pipeline has loaded it; UNTRAINED small preset).
+    directory removed once the pipeline has loaded it; the small-preset weights shipped in
+    ``sahmr_ros/weights/``, :meth:`~sahmr_ros.pipeline.Pipeline.embedded_default`).
 
     Raises:
-        CheckpointError: neither a checkpoint nor demo; unreadable checkpoint.
+        CheckpointError: neither a checkpoint nor demo; unreadable checkpoint; demo with the shipped
+            weights missing or corrupt (the message says how to restore them).
         ModelFilesMissingError: body files missing from ``model_dir`` (each named, with its source).
     """
     import tempfile
@@ -168,7 +171,8 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
         return Pipeline.from_model_dir(params.model_dir, checkpoint=params.checkpoint, config=config)
     if not params.demo:
         raise CheckpointError("no checkpoint configured: set checkpoint:=/path/to/model.pt (a sahmr_ros checkpoint, "
-                              "see models/README.md), or demo:=true for the embedded UNTRAINED default")
+                              "see models/README.md), or demo:=true for the embedded default (weights shipped in "
+                              "sahmr_ros/weights/, trained on synthetic data)")
     from sahmr_ros.body.synthetic import write_synthetic_model_dir
 
     if demo_dir:

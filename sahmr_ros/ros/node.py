@@ -96,9 +96,8 @@ class SahmrNode(Node):
         self.factory = RclpyFactory()
         log = self.get_logger()
         self.pipeline = build_pipeline(p)
-        if p.demo and not p.checkpoint:
-            log.warning("demo:=true: the embedded default weights are UNTRAINED; the meshes are not meaningful")
-        log.info(f"weights: {self.pipeline.weights_description}; device {self.pipeline.device}")
+        demo = "demo:=true, " if p.demo and not p.checkpoint else ""
+        log.info(f"weights: {demo}{self.pipeline.weights_description}; device {self.pipeline.device}")
         self.core = PerceptionCore(self.pipeline, p, self.factory)
         try:
             tf2_lookup = _Tf2Lookup(self, p.tf_timeout_s)

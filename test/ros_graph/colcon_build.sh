@@ -57,7 +57,10 @@ import sahmr_ros
 from sahmr_ros.msg import HumanMeshArray  # noqa: F401
 import sahmr_ros.ros.interfaces  # noqa: F401
 assert sahmr_ros.__file__.startswith("$WS/install/"), sahmr_ros.__file__
-print("ok:", sahmr_ros.__file__)
+from sahmr_ros.weights import MODEL_CARD_FILENAME, shipped_weights  # the embedded default ships installed
+weights = shipped_weights()  # the checkpoint and its card, checked against each other
+assert weights.checkpoint.with_name(MODEL_CARD_FILENAME).is_file(), weights.checkpoint
+print("ok:", sahmr_ros.__file__, weights.checkpoint)
 EOF
 test -x "$WS/install/sahmr_ros/lib/sahmr_ros/sahmr_node"
 
