@@ -15,7 +15,7 @@ from pathlib import Path
 from sahmr_ros import constants as C
 from sahmr_ros.errors import SahmrError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "synth_config_from_args"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -246,12 +246,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def synth_config_from_args(args: argparse.Namespace):
+    """Return the :class:`~sahmr_ros.data.synth.SynthConfig` of parsed ``sahmr synth`` arguments.
+
+    Also replays recorded commands (model cards, :mod:`sahmr_ros.evaluation.card`), so every generator
+    option belongs here.
+    """
+    from sahmr_ros.data.synth import SynthConfig
+
+    return SynthConfig(split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
+                       seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from sahmr_ros.data.synth import SynthConfig, default_workers, synthesize
+    from sahmr_ros.data.synth import default_workers, synthesize
     from sahmr_ros.errors import InputError
 
-    config = SynthConfig(split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
-                         seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
+    config = synth_config_from_args(args)
     out = Path(args.out)
     if (out / "manifest.json").exists():
         raise InputError(f"{out}: already holds a data set (manifest.json); choose another --out or delete it")

@@ -82,15 +82,13 @@ def parse_synth_command(command: str, out_dir: str | Path | None = None):
     Returns:
         (:class:`~sahmr_ros.data.synth.SynthConfig`, bags: bool | None, tokens with ``DIR`` replaced).
     """
-    from sahmr_ros.data.synth import SynthConfig
+    from sahmr_ros.cli import synth_config_from_args
 
     tokens = shlex.split(command)
     if out_dir is not None:
         tokens = [str(out_dir) if t == DATA_DIR_PLACEHOLDER else t for t in tokens]
     args = _synth_args(tokens)
-    config = SynthConfig(split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
-                         seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
-    return config, args.bags, tokens
+    return synth_config_from_args(args), args.bags, tokens
 
 
 def synth_from_command(command: str, out_dir: str | Path, workers: int = 1, progress: bool = False) -> dict:
