@@ -87,7 +87,7 @@ def test_config_refuses_unknown_keys_and_bad_values_by_name(tmp_path):
     assert config.replace(stage="rcnet").learning_rate() == pytest.approx(5e-4 * 24 / 32)
     assert config.milestones(100) == [50]
     assert config_from_dict({**base, "loss_weights": {"joints": 2}}).loss_weights == {"joints": 2.0}
-    for name in ("train_small.yaml", "train_official.yaml"):
+    for name in ("train_small.yaml", "train_small_rcnet.yaml", "train_official.yaml"):
         assert load_config(os.path.join(os.path.dirname(TINY), "..", "config", name)).optimizer.clip_grad_value == 0.5
 
 
