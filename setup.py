@@ -47,9 +47,15 @@ setup(
         # first release with wheels for Python 3.10-3.12 on both x86_64 and aarch64 Linux (glibc >= 2.35);
         # its import needs Debian's libusb-1.0-0, libgl1 and libegl1 (the Makefile installs them).
         "open3d>=0.20,<0.21",
+        # LAS maps for `sahmr scene prepare` (pure Python; .laz also needs lazrs, in the maps extra)
+        "laspy>=2.4",
     ],
+    # maps: the optional readers of `sahmr scene prepare` (E57: pye57, wheels for Linux x86_64, macOS and Windows
+    # only; LAZ: lazrs; PCD binary_compressed: pypcd4). The tests use them where their wheels surely exist.
     extras_require={"test": ["pytest>=7.0", "hypothesis>=6.0", "mcap-ros2-support>=0.5", "flake8>=6.0",
-                             "pydocstyle>=6.0"],
+                             "pydocstyle>=6.0", "pye57>=0.4; platform_machine == 'x86_64'",
+                             "lazrs>=0.5; platform_machine == 'x86_64'", "pypcd4>=1.1; platform_machine == 'x86_64'"],
+                    "maps": ["pye57>=0.4", "lazrs>=0.5", "pypcd4>=1.1"],
                     "cpu": ["spconv>=2.3"]},
     # sahmr_node and sahmr_scene_publisher need rclpy (a ROS 2 install, or the ros-jazzy wheels).
     entry_points={"console_scripts": ["sahmr = sahmr_ros.cli:main", "sahmr_node = sahmr_ros.ros.node:main",

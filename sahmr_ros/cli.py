@@ -1,4 +1,4 @@
-"""The ``sahmr`` command: ``demo``, ``infer``, ``bag``, ``eval``, ``synth``, ``train``, ``import-checkpoint``, ``info``.
+"""The ``sahmr`` command: demo, infer, bag, eval, synth, train, scene prepare, import-checkpoint, info.
 
 Every error the tools raise on purpose (bad input, missing model files, bad checkpoints) is printed
 as one clear message and exit status 2; anything else is a bug and shows its traceback.
@@ -258,6 +258,24 @@ def synth_config_from_args(args: argparse.Namespace):
                        seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
 
 
+def _cmd_scene_prepare(args: argparse.Namespace) -> int:
+    from sahmr_ros.io import read_pose
+    from sahmr_ros.maps.prepare import (PrepareOptions, check_output_path, parse_crop, prepare_scene,
+                                        write_prepared_scene)
+
+    check_output_path(args.output)
+    options = PrepareOptions(
+        transform=None if args.transform is None else read_pose(args.transform, "T_map_input", "--transform"),
+        crop=None if args.crop is None else parse_crop(args.crop), remove_outliers=not args.keep_outliers,
+        sdf=args.sdf, sdf_spacing=args.sdf_spacing)
+    prepared = prepare_scene(args.input, options)
+    out = write_prepared_scene(prepared, args.output)
+    print("\n".join(prepared.summary_lines()))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): load it with scene_file:={out}, sahmr bag --scene or "
+          "sahmr infer --scene")
+    return 0
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from sahmr_ros.data.synth import default_workers, synthesize
     from sahmr_ros.errors import InputError
@@ -334,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--pose", required=True,
                      help="T_map_camera: file (.txt .npy .json .yaml) or 16 numbers (4x4 row-major) or "
                           "7 numbers 'tx ty tz qx qy qz qw'")
-    inf.add_argument("--scene", required=True, help="map-frame scene: .ply .pcd .npz .npy .obj (meshes are sampled)")
+    inf.add_argument("--scene", required=True, help="map-frame scene: a `sahmr scene prepare` .npz, or .ply .pcd "
+                                                    ".obj .glb .e57 .las .npy (meshes are sampled)")
     inf.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2",
                      help="a person box in pixels; repeat for several people")
     inf.add_argument("--checkpoint", required=True, help="sahmr_ros checkpoint (.pt; see `sahmr import-checkpoint`)")
@@ -355,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "output topics to an MCAP bag", description=bag_description)
     bag.add_argument("input", help="rosbag2 directory, .mcap or .db3 file")
     bag.add_argument("-o", "--output", required=True, help="output MCAP bag directory (must not exist)")
-    bag.add_argument("--scene", default=None, help="scene file (.ply .pcd .npz .npy .obj) when the bag has none")
+    bag.add_argument("--scene", default=None, help="scene file (a `sahmr scene prepare` .npz, or .ply .pcd .obj "
+                                                   ".glb .e57 .las .npy) when the bag has none")
     bag.add_argument("--copy-inputs", action="store_true", help="also copy the input messages into OUTPUT")
     bag.add_argument("--distro", default="jazzy", choices=("jazzy", "humble"), help="message definitions")
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -434,6 +454,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this much training time (checkpoint written; continue with --resume)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar (periodic lines only)")
     tr.set_defaults(func=_cmd_train)
+
+    scene = sub.add_parser("scene", help="maps: `sahmr scene prepare` makes a robot's mesh or cloud a scene file")
+    prep = scene.add_subparsers(dest="scene_command", required=True).add_parser(
+        "prepare", help="mesh or cloud (.ply .pcd .obj .glb .gltf .e57 .las .laz) -> scene .npz",
+        description="Transforms a mesh or cloud into the map frame, crops it, drops non-finite points, samples a "
+                    "mesh's surface, voxelises at 2 cm as the pipeline does, removes outliers and adds an SDF grid "
+                    "(PenE); writes a compressed .npz with its provenance that the node (scene_file), sahmr bag "
+                    "--scene and sahmr infer --scene load as it is.")
+    prep.add_argument("input", help="the map: .ply .pcd .obj .glb .gltf .e57 .las .laz")
+    prep.add_argument("-o", "--output", required=True, help="scene file to write (.npz)")
+    prep.add_argument("--transform", default=None,
+                      help="T_map_input, the map pose of the file's frame, as --pose of sahmr infer: file (.txt .npy "
+                           ".json .yaml) or 16 numbers (4x4 row-major) or 7 'tx ty tz qx qy qz qw'")
+    prep.add_argument("--crop", default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
+                      help="keep this axis-aligned box of the map frame (metres, after --transform); write "
+                           "--crop=-5,... when the first number is negative")
+    prep.add_argument("--sdf", default="auto", choices=("auto", "signed", "unsigned", "none"),
+                      help="auto: signed from a watertight mesh, else none (default); unsigned: distance to surface")
+    prep.add_argument("--sdf-spacing", type=float, default=0.05, help="SDF node spacing in metres (default: 0.05)")
+    prep.add_argument("--keep-outliers", action="store_true", help="skip the statistical outlier removal")
+    prep.set_defaults(func=_cmd_scene_prepare)
 
     info = sub.add_parser("info", help="versions, device, and a file-by-file check of a model directory")
     info.add_argument("--model-dir", default="models", help="model directory to check (default: models)")

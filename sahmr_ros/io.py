@@ -29,11 +29,11 @@ Formats read:
   ``.txt`` (the same numbers), ``.npy`` ((4, 4), (3, 4), (16,), (12,) or (7,)), ``.json`` / ``.yaml``
   (a nested list, or a mapping with ``T_map_camera`` / ``matrix`` / ``pose`` / ``transform``, or
   geometry_msgs style ``position`` + ``orientation`` / ``translation`` + ``rotation``).
-* **point cloud** (:func:`read_point_cloud`): ``.ply`` (ascii, binary little / big endian; vertex
-  ``x, y, z`` of any numeric type, other properties and elements ignored), ``.pcd`` (PCL ascii and
-  binary; ``binary_compressed`` is refused), ``.npz`` (key ``points`` or the only (N, 3) array),
-  ``.npy`` (N, 3), ``.obj`` (``v`` lines). Meshes (``.obj``, ``.ply`` with faces) can be sampled on
-  their surface at 2 cm with ``sample_mesh_surface=True``.
+* **point cloud** (:func:`read_point_cloud`): a prepared scene ``.npz`` (``sahmr scene prepare``, or a
+  ``sahmr synth`` scene: its ``cloud``), ``.npz`` of points (key ``points`` or the only (N, 3) array),
+  ``.npy`` (N, 3), and the map formats of :mod:`sahmr_ros.maps.readers`: ``.ply`` (ascii, binary little
+  / big endian), ``.pcd`` (ascii, binary, binary_compressed), ``.obj``, ``.glb`` / ``.gltf``, ``.e57``,
+  ``.las`` / ``.laz``. Meshes can be sampled on their surface at 2 cm with ``sample_mesh_surface=True``.
 * **boxes** (:func:`read_boxes`): one ``"x1,y1,x2,y2"`` string per ``--box``.
 
 Formats written: :func:`write_mesh` (``.ply`` binary little endian, or ``.obj``) and
@@ -81,8 +81,7 @@ DISTORTION_MODELS = {
 }
 UNDISTORT_MODELS = tuple(DISTORTION_MODELS)
 POSE_SUFFIXES = (".txt", ".npy", ".json", ".yaml", ".yml")
-CLOUD_SUFFIXES = (".ply", ".pcd", ".npz", ".npy", ".obj")
-MAX_SURFACE_SAMPLES = 20_000_000  # cap of sample_mesh_surface (spacing grows beyond it)
+CLOUD_SUFFIXES = (".npz", ".npy", ".ply", ".pcd", ".obj", ".glb", ".gltf", ".e57", ".las", ".laz")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -493,8 +492,8 @@ def _pose_from_object(obj: Any, where: str) -> np.ndarray:
     raise InputError(f"{where}: expected a pose, got {type(obj).__name__}")
 
 
-def _pose_file(path: Path) -> np.ndarray:
-    where = f"{path}: T_map_camera"
+def _pose_file(path: Path, what: str = "T_map_camera") -> np.ndarray:
+    where = f"{path}: {what}"
     suffix = path.suffix.lower()
     if suffix == ".npy":
         arr = _load_numpy(path)
@@ -512,8 +511,11 @@ def _pose_file(path: Path) -> np.ndarray:
     return _pose_from_numbers(_numbers(text, where, "numbers of a pose"), where)
 
 
-def read_pose(text_or_path: str | Path | np.ndarray) -> np.ndarray:
+def read_pose(text_or_path: str | Path | np.ndarray, what: str = "T_map_camera", option: str = "--pose") -> np.ndarray:
     """Read ``T_map_camera`` from a file, a string of numbers, or an array (formats: module docstring).
+
+    ``what`` and ``option`` name the transform and its command-line option in errors (``sahmr scene
+    prepare --transform`` reads ``T_map_input`` with the same syntax).
 
     Returns:
         (4, 4) float64 rigid transform, checked with :func:`sahmr_ros.geometry.check_pose`.
@@ -522,20 +524,20 @@ def read_pose(text_or_path: str | Path | np.ndarray) -> np.ndarray:
         InputError: unreadable file, wrong number of values, zero quaternion, non-rigid matrix.
     """
     if isinstance(text_or_path, np.ndarray):
-        where = "T_map_camera"
+        where = what
         T = _pose_from_numbers(np.asarray(text_or_path, dtype=np.float64).reshape(-1), where)
     elif isinstance(text_or_path, Path) or (
         isinstance(text_or_path, str)
         and (Path(text_or_path).suffix.lower() in POSE_SUFFIXES or Path(text_or_path).is_file())
     ):
         path = _existing_file(text_or_path, "pose")
-        where = f"{path}: T_map_camera"
-        T = _pose_file(path)
+        where = f"{path}: {what}"
+        T = _pose_file(path, what)
     elif isinstance(text_or_path, str):
-        where = "--pose"
+        where = option
         T = _pose_from_numbers(_numbers(text_or_path, where, "16, 12 or 7 numbers, or a pose file"), where)
     else:
-        raise InputError(f"T_map_camera: expected a path, a string of numbers or an array, "
+        raise InputError(f"{what}: expected a path, a string of numbers or an array, "
                          f"got {type(text_or_path).__name__}")
     return check_pose(T, name=where)
 
@@ -543,317 +545,27 @@ def read_pose(text_or_path: str | Path | np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # point clouds
 # ------------------------------------------------------------------------------------------------
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
+def _scene_file_points(arrays: dict, path: Path) -> np.ndarray | None:
+    """Return the cloud of a scene file (``sahmr scene prepare``, ``sahmr synth``'s ``scenes/*.npz``), or None."""
+    if "metadata_json" not in arrays or "cloud" not in arrays:
+        return None
+    from sahmr_ros.data.sample import Scene as StoredScene
 
-
-@dataclass
-class _PlyElement:
-    name: str
-    count: int
-    props: list  # (name, type) for scalars, (name, count_type, item_type) for lists
-
-    @property
-    def has_lists(self) -> bool:
-        return any(len(p) == 3 for p in self.props)
-
-
-def _ply_header(data: bytes, where: str) -> tuple[str, list[_PlyElement], int]:
-    if not data.startswith(b"ply"):
-        raise InputError(f"{where}: not a PLY file (does not start with 'ply')")
-    end = data.find(b"end_header")
-    if end < 0:
-        raise InputError(f"{where}: PLY header has no 'end_header' line")
-    body = data.find(b"\n", end)
-    body = len(data) if body < 0 else body + 1
-    fmt, elements = None, []
-    for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
-        tok = line.split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        try:
-            if tok[0] == "format":
-                fmt = tok[1]
-            elif tok[0] == "element":
-                elements.append(_PlyElement(tok[1], int(tok[2]), []))
-                if elements[-1].count < 0:
-                    raise InputError(f"{where}: PLY header line {line.strip()!r}: the count must be >= 0; "
-                                     "write the number of rows the file holds")
-            elif tok[0] == "property" and tok[1] == "list":
-                elements[-1].props.append((tok[4], _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]))
-            elif tok[0] == "property":
-                elements[-1].props.append((tok[2], _PLY_TYPES[tok[1]]))
-        except InputError:
-            raise
-        except (IndexError, ValueError, KeyError):
-            raise InputError(f"{where}: malformed PLY header line {line.strip()!r}") from None
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise InputError(f"{where}: PLY field `format`: expected ascii, binary_little_endian or "
-                         f"binary_big_endian, got {fmt!r}")
-    return fmt, elements, body
-
-
-def _unique(names: Sequence[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        out.append(n if n not in seen else f"{n}__{seen[n]}")
-        seen[n] = seen.get(n, 0) + 1
-    return out
-
-
-def _ply_binary_element(data: bytes, offset: int, el: _PlyElement, endian: str, where: str):
-    """Read one binary element; returns ({prop: (count,) array or list of arrays}, new offset)."""
-    names = _unique([p[0] for p in el.props])
-    truncated = InputError(f"{where}: file ends inside element `{el.name}` (header says {el.count} rows)")
-    if not el.has_lists or el.count == 0:
-        dt = np.dtype([(n, endian + p[1]) for n, p in zip(names, el.props)])
-        if offset + dt.itemsize * el.count > len(data):
-            raise truncated
-        arr = np.frombuffer(data, dtype=dt, count=el.count, offset=offset)
-        return {n: arr[n] for n in names}, offset + dt.itemsize * el.count
-    # Lists: assume every row has the lengths of the first row (triangle faces), check, else walk.
-    lengths, pos = [], offset
-    for p in el.props:
-        size = np.dtype(p[1]).itemsize
-        if pos + size > len(data):
-            raise truncated
-        if len(p) == 3:
-            n = int(np.frombuffer(data, endian + p[1], 1, pos)[0])
-            lengths.append(n)
-            pos += size + n * np.dtype(p[2]).itemsize
-        else:
-            pos += size
-    fields = []
-    li = iter(lengths)
-    for n, p in zip(names, el.props):
-        if len(p) == 3:
-            fields += [(n + "__n", endian + p[1]), (n, endian + p[2], (next(li),))]
-        else:
-            fields.append((n, endian + p[1]))
-    dt = np.dtype(fields)
-    if offset + dt.itemsize * el.count <= len(data):
-        arr = np.frombuffer(data, dtype=dt, count=el.count, offset=offset)
-        li = iter(lengths)
-        if all((arr[n + "__n"] == next(li)).all() for n, p in zip(names, el.props) if len(p) == 3):
-            return {n: arr[n] for n in names}, offset + dt.itemsize * el.count
-    cols: dict[str, list] = {n: [] for n in names}
-    pos = offset
-    try:
-        for _ in range(el.count):
-            for n, p in zip(names, el.props):
-                v = np.frombuffer(data, endian + p[1], 1, pos)[0]
-                pos += np.dtype(p[1]).itemsize
-                if len(p) == 3:
-                    item = np.dtype(endian + p[2])
-                    cols[n].append(np.frombuffer(data, item, int(v), pos))
-                    pos += int(v) * item.itemsize
-                else:
-                    cols[n].append(v)
-    except ValueError:
-        raise truncated from None
-    return {n: (c if len(p) == 3 else np.asarray(c)) for (n, c), p in zip(cols.items(), el.props)}, pos
-
-
-def _ply_ascii_element(lines: list[str], start: int, el: _PlyElement, where: str):
-    rows = lines[start:start + el.count]
-    if len(rows) < el.count:
-        raise InputError(f"{where}: file ends inside element `{el.name}` after {len(rows)} of {el.count} rows")
-    names = _unique([p[0] for p in el.props])
-    try:
-        if not el.has_lists:
-            vals = np.array(" ".join(rows).split(), dtype=np.float64)
-            if vals.size != el.count * len(names):
-                raise ValueError
-            vals = vals.reshape(el.count, len(names))
-            return {n: vals[:, i] for i, n in enumerate(names)}, start + el.count
-        cols: dict[str, list] = {n: [] for n in names}
-        for row in rows:
-            tok, i = row.split(), 0
-            for n, p in zip(names, el.props):
-                if len(p) == 3:
-                    k = int(tok[i])
-                    cols[n].append(np.array(tok[i + 1:i + 1 + k], dtype=np.float64))
-                    i += 1 + k
-                else:
-                    cols[n].append(float(tok[i]))
-                    i += 1
-        return {n: (c if len(p) == 3 else np.asarray(c)) for (n, c), p in zip(cols.items(), el.props)}, \
-            start + el.count
-    except (ValueError, IndexError):
-        raise InputError(f"{where}: element `{el.name}`: rows do not match the header's properties "
-                         f"{[p[0] for p in el.props]}") from None
-
-
-def _read_ply(path: Path, want_faces: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    where = str(path)
-    data = path.read_bytes()
-    fmt, elements, body = _ply_header(data, where)
-    if not any(el.name == "vertex" for el in elements):
-        raise InputError(f"{where}: PLY header has no `element vertex`; expected a point cloud or mesh")
-    vertex = next(el for el in elements if el.name == "vertex")
-    missing = [c for c in "xyz" if c not in [p[0] for p in vertex.props]]
-    if missing:
-        raise InputError(f"{where}: PLY element `vertex`: property {', '.join(missing)} missing; "
-                         f"expected x, y, z, found {[p[0] for p in vertex.props]}")
-    parsed: dict[str, dict] = {}
-    if fmt == "ascii":
-        lines = [ln for ln in data[body:].decode("ascii", "replace").splitlines() if ln.strip()]
-        pos = 0
-        for el in elements:
-            parsed[el.name], pos = _ply_ascii_element(lines, pos, el, where)
-            if el.name == "vertex" and not want_faces:
-                break
-    else:
-        endian, pos = "<" if fmt == "binary_little_endian" else ">", body
-        for el in elements:
-            parsed[el.name], pos = _ply_binary_element(data, pos, el, endian, where)
-            if el.name == "vertex" and not want_faces:
-                break
-    v = parsed["vertex"]
-    points = np.stack([np.asarray(v[c], dtype=np.float64) for c in "xyz"], axis=1)
-    faces = None
-    if want_faces and "face" in parsed:
-        face = parsed["face"]
-        key = next((k for k in ("vertex_indices", "vertex_index") if k in face), None)
-        if key is not None:
-            faces = _triangulate(face[key], len(points), where)
-    return points, faces
-
-
-def _triangulate(polygons, num_vertices: int, where: str) -> np.ndarray:
-    """Fan-triangulate polygons (a (F, k) array or a list of index arrays) to (T, 3) int64."""
-    if isinstance(polygons, np.ndarray) and polygons.ndim == 2:
-        polys = polygons.astype(np.int64)
-        tris = [polys[:, [0, i, i + 1]] for i in range(1, polys.shape[1] - 1)]
-    else:
-        tris = [np.asarray(p, dtype=np.int64)[[0, i, i + 1]] for p in polygons for i in range(1, len(p) - 1)]
-        tris = [np.asarray(tris).reshape(-1, 3)]
-    faces = np.concatenate(tris, axis=0) if tris else np.zeros((0, 3), np.int64)
-    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
-        raise InputError(f"{where}: faces index vertices outside 0..{num_vertices - 1}")
-    return faces
-
-
-_PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
-              ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8"}
-
-
-def _read_pcd(path: Path) -> np.ndarray:
-    where = str(path)
-    data = path.read_bytes()
-    header: dict[str, list[str]] = {}
-    pos = 0
-    while "DATA" not in header:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            raise InputError(f"{where}: PCD header has no `DATA` line")
-        line = data[pos:nl].decode("ascii", "replace").split("#", 1)[0].split()
-        pos = nl + 1
-        if line:
-            header[line[0].upper()] = line[1:]
-    for key in ("FIELDS", "SIZE", "TYPE"):
-        if key not in header:
-            raise InputError(f"{where}: PCD header field `{key}` missing")
-    fields = header["FIELDS"]
-    counts = header.get("COUNT", ["1"] * len(fields))
-    for key, vals in (("SIZE", header["SIZE"]), ("TYPE", header["TYPE"]), ("COUNT", counts)):
-        if len(vals) != len(fields):
-            raise InputError(f"{where}: PCD header field `{key}`: {len(vals)} entries for {len(fields)} FIELDS")
-    try:
-        sizes, counts = [int(s) for s in header["SIZE"]], [int(c) for c in counts]
-        types = [_PCD_TYPES[(t.upper(), s)] for t, s in zip(header["TYPE"], sizes)]
-        width = int(header.get("WIDTH", ["0"])[0])
-        height = int(header.get("HEIGHT", ["1"])[0])
-        n = int(header["POINTS"][0]) if "POINTS" in header else width * height
-    except (ValueError, KeyError, IndexError):
-        raise InputError(f"{where}: PCD header fields SIZE/TYPE/WIDTH/HEIGHT/POINTS: expected integers and "
-                         f"types F (4, 8), I or U (1, 2, 4, 8), got {header}") from None
-    for key, value in (("POINTS", n), ("WIDTH", width), ("HEIGHT", height)):
-        if value < 0:
-            raise InputError(f"{where}: PCD header field `{key}`: {value} is negative; expected the point count "
-                             "(POINTS = WIDTH x HEIGHT)")
-    if min(sizes + counts) < 1:
-        raise InputError(f"{where}: PCD header fields SIZE/COUNT: expected positive integers, got "
-                         f"{header['SIZE']} / {counts}")
-    missing = [c for c in "xyz" if c not in fields]
-    if missing:
-        raise InputError(f"{where}: PCD field `FIELDS`: {', '.join(missing)} missing; expected x, y, z, "
-                         f"found {fields}")
-    mode = (header["DATA"] or [""])[0].lower()
-    if mode == "binary_compressed":
-        raise InputError(f"{where}: PCD field `DATA`: binary_compressed is not supported; save the cloud as "
-                         "binary or ascii (e.g. pcl_convert_pcd_ascii_binary in.pcd out.pcd 1)")
-    names = _unique(fields)
-    if mode == "binary":
-        dt = np.dtype([(nm, "<" + t, (c,)) if c > 1 else (nm, "<" + t) for nm, t, c in zip(names, types, counts)])
-        if pos + dt.itemsize * n > len(data):
-            raise InputError(f"{where}: PCD binary data is shorter than POINTS={n} x {dt.itemsize} bytes")
-        arr = np.frombuffer(data, dtype=dt, count=n, offset=pos)
-        cols = {c: arr[c].reshape(n, -1)[:, 0] for c in "xyz"}
-    elif mode == "ascii":
-        tokens = data[pos:].decode("ascii", "replace").split()
-        row = sum(counts)
-        try:
-            vals = np.array(tokens[: n * row], dtype=np.float64)
-        except ValueError:
-            raise InputError(f"{where}: PCD ascii data contains non-numbers") from None
-        if vals.size != n * row:
-            raise InputError(f"{where}: PCD ascii data has {len(tokens)} values, expected POINTS={n} x {row}")
-        vals = vals.reshape(n, row)
-        first = np.cumsum([0] + counts)
-        cols = {c: vals[:, first[fields.index(c)]] for c in "xyz"}
-    else:
-        raise InputError(f"{where}: PCD field `DATA`: expected ascii or binary, got {mode!r}")
-    return np.stack([cols[c].astype(np.float64) for c in "xyz"], axis=1)
-
-
-def _read_obj(path: Path, want_faces: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    where = str(path)
-    verts, polys = [], []
-    try:
-        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if line.startswith("v "):
-                tok = line.split()
-                verts.append((float(tok[1]), float(tok[2]), float(tok[3])))
-            elif want_faces and line.startswith("f "):
-                idx = [int(t.split("/")[0]) for t in line.split()[1:]]
-                polys.append([j - 1 if j > 0 else len(verts) + j for j in idx])
-    except (ValueError, IndexError):
-        raise InputError(f"{where}: line {i}: expected `v x y z` or `f i j k`, got {line.strip()!r}") from None
-    points = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
-    faces = _triangulate(polys, len(points), where) if polys else None
-    return points, faces
-
-
-def _sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing: float, seed: int = 0) -> np.ndarray:
-    """Area-uniform random points on triangles, about one per ``spacing``^2 (seeded: deterministic)."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
-    areas[~np.isfinite(areas)] = 0.0
-    total = areas.sum()
-    n = min(int(np.ceil(total / spacing**2)), MAX_SURFACE_SAMPLES)
-    if n == 0:
-        return np.zeros((0, 3))
-    rng = np.random.default_rng(seed)
-    tri = np.searchsorted(np.cumsum(areas) / total, rng.random(n), side="right").clip(0, len(faces) - 1)
-    r1, r2 = np.sqrt(rng.random((n, 1))), rng.random((n, 1))
-    return (1 - r1) * a[tri] + r1 * (1 - r2) * b[tri] + r1 * r2 * c[tri]
+    return StoredScene.from_arrays(arrays, where=str(path)).cloud.astype(np.float64)
 
 
 def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
                      spacing: float = C.SCENE_PITCH_M) -> np.ndarray:
     """Read map-frame scene points (formats: module docstring).
 
-    Non-finite rows are kept: :class:`sahmr_ros.scene.Scene` drops and counts them.
+    Non-finite rows are kept: :class:`sahmr_ros.scene.Scene` drops and counts them. A prepared scene
+    (``sahmr scene prepare``) is returned as stored: already a fixed point of the Scene's voxelisation.
 
     Args:
-        path: .ply, .pcd, .npz, .npy or .obj file.
-        sample_mesh_surface: for a mesh (.obj, or .ply with a `face` element), add points sampled
-            uniformly on its faces, about one per ``spacing``^2 (seeded, so deterministic).
+        path: .npz (a prepared scene, or points), .npy, or a map file of
+            :data:`sahmr_ros.maps.MAP_SUFFIXES` (.ply .pcd .obj .glb .gltf .e57 .las .laz).
+        sample_mesh_surface: for a mesh (a file with triangles), add points sampled uniformly on its
+            faces, about one per ``spacing``^2 (seeded, so deterministic).
         spacing: metres, default 2 cm (the scene pitch).
 
     Returns:
@@ -862,19 +574,19 @@ def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
     Raises:
         InputError: missing file, unsupported suffix or encoding, malformed content, empty cloud.
     """
+    from sahmr_ros.maps.readers import read_scene_geometry, sample_surface
+
     path = _existing_file(path, "point cloud")
     suffix = path.suffix.lower()
-    faces = None
-    if suffix == ".ply":
-        points, faces = _read_ply(path, sample_mesh_surface)
-    elif suffix == ".pcd":
-        points = _read_pcd(path)
-    elif suffix == ".obj":
-        points, faces = _read_obj(path, sample_mesh_surface)
-    elif suffix in (".npy", ".npz"):
+    if suffix in (".npy", ".npz"):
         loaded = _load_numpy(path)
         if suffix == ".npz":
             arrays = loaded
+            points = _scene_file_points(arrays, path)
+            if points is not None:
+                if len(points) == 0:
+                    raise InputError(f"{path}: the scene file holds no point; prepare it again from the map")
+                return points
             if "points" in arrays:
                 key = "points"
             else:
@@ -890,11 +602,14 @@ def read_point_cloud(path: str | Path, sample_mesh_surface: bool = False,
             raise InputError(f"{path}: {field}: expected a numeric (N, 3) array, "
                              f"got shape {points.shape} dtype {points.dtype}")
         points = points.astype(np.float64)
+    elif suffix in CLOUD_SUFFIXES:
+        geometry = read_scene_geometry(path, faces=sample_mesh_surface)
+        points = geometry.points
+        if geometry.is_mesh:
+            points = np.concatenate([points, sample_surface(points, geometry.faces, spacing)], axis=0)
     else:
         raise InputError(f"{path}: unsupported point cloud format {suffix!r}; expected one of "
                          f"{', '.join(CLOUD_SUFFIXES)}")
-    if faces is not None and len(faces):
-        points = np.concatenate([points, _sample_surface(points, faces, spacing)], axis=0)
     if len(points) == 0:
         raise InputError(f"{path}: the point cloud is empty; expected scene points in the map frame")
     return points

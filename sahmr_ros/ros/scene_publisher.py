@@ -1,6 +1,7 @@
 """``sahmr_scene_publisher``: latch a scene file on ``/scene/points`` in the map frame.
 
-Parameters: ``file`` (.ply, .pcd, .npz, .npy or .obj; meshes are sampled on their surface at 2 cm),
+Parameters: ``file`` (a ``sahmr scene prepare`` .npz, loaded as it is; or .ply .pcd .obj .glb .gltf .e57
+.las .laz .npy .npz, meshes sampled on their surface at 2 cm),
 ``frame_id`` (default ``map``), ``topic`` (default ``/scene/points``), ``voxel_size`` (metres; 0
 keeps every point, default 0.02 as the node stores it). The cloud is published once with RELIABLE +
 TRANSIENT_LOCAL QoS (depth 1), so the node, RViz and late joiners all receive it.
@@ -39,7 +40,8 @@ class ScenePublisher(Node):
         topic = self.declare_parameter("topic", "/scene/points").value
         voxel = float(self.declare_parameter("voxel_size", 0.02).value)
         if not path:
-            raise SahmrError("parameter file: not set; pass file:=/path/to/room.ply (.ply .pcd .npz .npy .obj)")
+            raise SahmrError("parameter file: not set; pass file:=/path/to/scene.npz (from `sahmr scene prepare`) or "
+                             "a map file (.ply .pcd .obj .glb .e57 .las .npy)")
         points = load_scene_points(path, voxel)
         factory = RclpyFactory()
         header = factory.make("std_msgs/msg/Header", stamp=ns_to_time(factory, self.get_clock().now().nanoseconds),
