@@ -8,7 +8,9 @@ Examples::
 
 Parameters of ``sahmr_node``: first ``params_file`` (default: the installed
 ``share/sahmr_ros/config/params.yaml``, which holds every parameter with its default), then the
-node-parameter arguments of :data:`NODE_ARGUMENTS` that were given a non-empty value. These
+node-parameter arguments of :data:`NODE_ARGUMENTS` that were given a non-empty value, and those of
+:data:`TRACKING_ARGUMENTS` (``publish_smoothed:=false`` sets the nested parameter
+``tracking.publish_smoothed``; the other ``tracking.*`` parameters are set in a params file). These
 arguments default to the empty string, which means "keep the params_file value": a params file of
 your own is never silently overridden by a launch default. (The effective defaults, e.g. demo false,
 compressed false, score_threshold 0.5, are those of config/params.yaml.) Parameters without a
@@ -78,6 +80,15 @@ NODE_ARGUMENTS = {
     "distortion": ("str", "non-zero camera_info.d: undistort, rectified or refuse"),
 }
 
+# Launch arguments of sahmr_node's nested tracking.* parameters (sahmr_ros.tracking.TrackingParams):
+# argument -> (type, help); the node receives tracking.<argument>. A test checks the names and types.
+TRACKING_PREFIX = "tracking"
+TRACKING_ARGUMENTS = {
+    "publish_smoothed": ("bool", "true: publish the meshes smoothed over time per track; false: the per-frame "
+                                 "estimates"),
+    "smoothing": ("bool", "false: track identities only, no temporal smoothing"),
+}
+
 # Other launch arguments: default value ('@share/...' = that file of the package share directory), help.
 LAUNCH_ARGUMENTS = {
     "params_file": ("@share/config/params.yaml", "parameters of sahmr_node (every parameter, with its default)"),
@@ -140,14 +151,16 @@ def convert(name, kind, text):
 def node_overrides(configurations):
     """Parameter overrides of sahmr_node from the launch configurations (strings).
 
-    Only the NODE_ARGUMENTS given a non-empty value appear (surrounding whitespace is dropped),
-    converted to native Python values (bool, float, int, str, list of str).
+    Only the NODE_ARGUMENTS and TRACKING_ARGUMENTS given a non-empty value appear (surrounding
+    whitespace is dropped), converted to native Python values (bool, float, int, str, list of str);
+    a tracking argument ``name`` becomes the parameter ``tracking.name``.
     """
     overrides = {}
-    for name, (kind, _) in NODE_ARGUMENTS.items():
-        text = configurations.get(name, "")
-        if text.strip():
-            overrides[name] = convert(name, kind, text.strip())
+    for arguments, prefix in ((NODE_ARGUMENTS, ""), (TRACKING_ARGUMENTS, TRACKING_PREFIX + ".")):
+        for name, (kind, _) in arguments.items():
+            text = configurations.get(name, "")
+            if text.strip():
+                overrides[prefix + name] = convert(name, kind, text.strip())
     return overrides
 
 
@@ -248,7 +261,7 @@ def generate_launch_description():
     declared = [
         DeclareLaunchArgument(name, default_value="",
                               description=f"{help_text} [{kind}; empty: the params_file value]")
-        for name, (kind, help_text) in NODE_ARGUMENTS.items()
+        for name, (kind, help_text) in {**NODE_ARGUMENTS, **TRACKING_ARGUMENTS}.items()
     ]
     declared += [
         DeclareLaunchArgument(name, default_value=default_value(spec), description=help_text)

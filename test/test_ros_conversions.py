@@ -81,7 +81,7 @@ def test_interface_files_are_the_repository_msg_files():
     for name in ("HumanMesh.msg", "HumanMeshArray.msg"):
         assert (MSG_DIR / name).read_text() == (REPO / "msg" / name).read_text()
     fields = dict(make_typestore().fielddefs["sahmr_ros/msg/HumanMesh"][1])
-    assert list(fields) == ["id", "score", "box", "root", "joints", "vertices", "contact_points",
+    assert list(fields) == ["id", "track_id", "score", "box", "root", "joints", "vertices", "contact_points",
                             "contact_labels", "flags"]
     assert fields["box"][1] == ((fields["box"][1][0][0], ("float32", 0)), 4)
 
@@ -738,6 +738,18 @@ def test_mesh_markers(ts, fac, faces):
         cv.mesh_markers(fac, header(fac), persons, faces, ids=["1"])
 
 
+def test_mesh_markers_take_the_tracks_marker_ids_and_keep_their_colours(fac, faces):
+    persons = [_person(0), _person(1), _person(2)]
+    frames = [cv.mesh_markers(fac, header(fac), order, faces, ids=["", "", "9"], marker_ids=[3, 12, None])
+              for order in (persons, persons[::-1])]
+    assert [m.id for m in frames[0].markers[1:]] == [3, 12, 9]
+    assert [m.id for m in frames[1].markers[1:]] == [3, 12, 9]  # marker_ids follow the person, not the order
+    for m in frames[0].markers[1:]:
+        assert (m.color.r, m.color.g, m.color.b) == cv.MESH_PALETTE[m.id % len(cv.MESH_PALETTE)]
+    with pytest.raises(InputError, match="marker_ids"):
+        cv.mesh_markers(fac, header(fac), persons, faces, marker_ids=[1])
+
+
 def test_marker_id_rule():
     assert cv.marker_id("0", 5) == 0 and cv.marker_id(" 12 ", 0) == 12
     assert cv.marker_id("", 0) == -1 and cv.marker_id("", 4) == -5
@@ -748,10 +760,10 @@ def test_marker_id_rule():
 
 def test_human_mesh_array_round_trip(ts, fac):
     persons = [_person(0, flags=("no_scene_points",)), _person(1)]
-    msg = cdr(ts, cv.human_mesh_array(fac, header(fac, "map", 123), persons, ids=["5", ""]))
+    msg = cdr(ts, cv.human_mesh_array(fac, header(fac, "map", 123), persons, ids=["5", ""], track_ids=["5", "t3"]))
     assert msg.header.frame_id == "map" and stamp_to_ns(msg.header.stamp) == 123 and len(msg.humans) == 2
-    for p, h, det_id in zip(persons, msg.humans, ["5", ""]):
-        assert h.id == det_id and h.score == pytest.approx(p.score, rel=1e-6)
+    for p, h, det_id, track_id in zip(persons, msg.humans, ["5", ""], ["5", "t3"]):
+        assert h.id == det_id and h.track_id == track_id and h.score == pytest.approx(p.score, rel=1e-6)
         np.testing.assert_array_equal(h.box, p.box_xyxy.astype(np.float32))
         assert (h.root.x, h.root.y, h.root.z) == tuple(p.root_map)
         np.testing.assert_array_equal(h.joints.reshape(14, 3), p.joints14_map)
@@ -760,6 +772,9 @@ def test_human_mesh_array_round_trip(ts, fac):
         assert h.contact_labels.dtype == np.uint32 and h.contact_labels.tolist() == [1, 2, 3, 4, 5]
         assert list(h.flags) == list(p.flags)
     assert cdr(ts, cv.human_mesh_array(fac, header(fac), [])).humans == []
+    assert [h.track_id for h in cdr(ts, cv.human_mesh_array(fac, header(fac), persons)).humans] == ["", ""]
+    with pytest.raises(InputError, match="track_ids"):
+        cv.human_mesh_array(fac, header(fac), persons, track_ids=["t1"])
 
 
 def test_diagnostics_round_trip(ts, fac):
@@ -898,7 +913,7 @@ def fake_rclpy_messages(monkeypatch):
     _fake_class("diagnostic_msgs", "DiagnosticArray", {"header": "std_msgs/Header",
                                                        "status": "sequence<diagnostic_msgs/DiagnosticStatus>"})
     _fake_class("sahmr_ros", "HumanMesh", {
-        "id": "string", "score": "float", "box": "float[4]", "root": "geometry_msgs/Point",
+        "id": "string", "track_id": "string", "score": "float", "box": "float[4]", "root": "geometry_msgs/Point",
         "joints": "sequence<float>", "vertices": "sequence<float>", "contact_points": "sequence<float>",
         "contact_labels": "sequence<uint32>", "flags": "sequence<string>"})
     _fake_class("sahmr_ros", "HumanMeshArray", {"header": "std_msgs/Header", "humans": "sequence<sahmr_ros/HumanMesh>"})
@@ -935,8 +950,9 @@ def test_rclpy_factory_builds_every_output(fake_rclpy_messages, faces):
     assert len(m.points) == 41328 and m.pose.orientation.w == 1.0 and (m.lifetime.sec, m.lifetime.nanosec) == (
         1, 250_000_000)
     assert (m.points[0].x, m.points[0].y, m.points[0].z) == tuple(persons[0].vertices_map[faces[0, 0]].tolist())
-    arr = cv.human_mesh_array(fac, hdr, persons, ids=["4", ""])
+    arr = cv.human_mesh_array(fac, hdr, persons, ids=["4", ""], track_ids=["4", "t1"])
     h = arr.humans[0]
+    assert (h.track_id, arr.humans[1].track_id) == ("4", "t1")
     assert h.joints.typecode == "f" and len(h.vertices) == 6890 * 3 and h.contact_labels.typecode == "I"
     assert h.box.dtype == np.float32 and list(h.contact_labels) == [1, 2, 3, 4, 5]
     diag = cv.diagnostics(fac, hdr.stamp, "ERROR", "no model", {"a": 1})

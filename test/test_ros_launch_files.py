@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from sahmr_ros.ros.core import PARAMETERS, NodeParams
+from sahmr_ros.tracking import PARAMETER_PREFIX, TRACKING_PARAMETERS, TrackingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "config" / "params.yaml"
@@ -28,6 +29,7 @@ LAUNCH_FILE = ROOT / "launch" / "sahmr.launch.py"
 RVIZ_FILE = ROOT / "rviz" / "sahmr.rviz"
 
 DEFAULTS = {f.name: f.default for f in fields(NodeParams)}
+TRACKING_DEFAULTS = {f.name: f.default for f in fields(TrackingParams)}
 # NODE_ARGUMENTS kinds of the launch file -> the NodeParams field type they must feed.
 KIND_TYPES = {"str": str, "path": str, "bool": bool, "float": float, "int": int, "str_list": tuple}
 # Node-parameter arguments the launch file must offer (the others are optional extras).
@@ -38,11 +40,32 @@ REQUIRED_LAUNCH_ARGUMENTS = {"rviz", "scene_file", "params_file"}
 
 
 # -- (a) config/params.yaml ---------------------------------------------------------------------------
-def _params_yaml() -> dict:
+def _all_params_yaml() -> dict:
     data = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
     assert list(data) == ["sahmr_node"], "params.yaml must hold the sahmr_node section only"
     assert list(data["sahmr_node"]) == ["ros__parameters"]
     return data["sahmr_node"]["ros__parameters"]
+
+
+def _params_yaml() -> dict:
+    """The NodeParams part of params.yaml (without the nested ``tracking:`` section)."""
+    return {k: v for k, v in _all_params_yaml().items() if k != PARAMETER_PREFIX}
+
+
+def test_params_yaml_tracking_section_equals_trackingparams():
+    section = _all_params_yaml().get(PARAMETER_PREFIX)
+    if section is None:
+        pytest.skip("config/params.yaml has no tracking: section yet (the node declares tracking.* with the "
+                    "TrackingParams defaults either way)")
+    assert set(section) == set(TRACKING_DEFAULTS), sorted(set(section) ^ set(TRACKING_DEFAULTS))
+    for name, default in TRACKING_DEFAULTS.items():
+        assert type(section[name]) is type(default) and section[name] == default, name
+    assert TrackingParams.from_mapping(section) == TrackingParams()
+
+
+def test_every_tracking_parameter_has_a_description():
+    assert set(TRACKING_PARAMETERS) == set(TRACKING_DEFAULTS)
+    assert all(text.strip() for text in TRACKING_PARAMETERS.values())
 
 
 def test_params_yaml_holds_every_nodeparams_field_and_nothing_else():
@@ -128,6 +151,13 @@ def test_launch_node_arguments_are_nodeparams_fields_of_matching_type():
         assert name in DEFAULTS, f"NODE_ARGUMENTS: {name} is not a sahmr_node parameter"
         assert isinstance(DEFAULTS[name], KIND_TYPES[kind]), f"{name}: kind {kind} vs {DEFAULTS[name]!r}"
         assert help_text.strip()
+    assert _launch_constant("TRACKING_PREFIX") == PARAMETER_PREFIX
+    tracking_arguments = _launch_constant("TRACKING_ARGUMENTS")
+    assert {"publish_smoothed"} <= set(tracking_arguments)
+    assert not set(tracking_arguments) & (set(node_arguments) | set(launch_arguments))
+    for name, (kind, help_text) in tracking_arguments.items():
+        assert name in TRACKING_DEFAULTS, f"TRACKING_ARGUMENTS: {name} is not a TrackingParams field"
+        assert isinstance(TRACKING_DEFAULTS[name], KIND_TYPES[kind]) and help_text.strip(), name
     assert launch_arguments["rviz"][0] == "false"
     assert launch_arguments["scene_file"][0] == ""
     assert launch_arguments["params_file"][0] == "@share/config/params.yaml"
@@ -226,8 +256,8 @@ def _sahmr_parameters(fake, actions) -> tuple[str, dict]:
 def test_launch_declares_every_argument_with_empty_node_defaults(fake_ros):
     declared = _declared(fake_ros)
     module = fake_ros.module
-    assert set(declared) == set(module.NODE_ARGUMENTS) | set(module.LAUNCH_ARGUMENTS)
-    for name in module.NODE_ARGUMENTS:  # empty: keep the params_file value
+    assert set(declared) == set(module.NODE_ARGUMENTS) | set(module.TRACKING_ARGUMENTS) | set(module.LAUNCH_ARGUMENTS)
+    for name in {**module.NODE_ARGUMENTS, **module.TRACKING_ARGUMENTS}:  # empty: keep the params_file value
         assert declared[name]["default_value"] == "", name
         assert declared[name]["description"].strip()
     assert declared["params_file"]["default_value"] == str(PARAMS_FILE)  # off ROS: the checkout's file
@@ -258,12 +288,22 @@ def test_every_node_argument_reaches_the_node_with_its_parameter_type(fake_ros):
         assert overrides[name] == EXPECTED[kind] and type(overrides[name]) is type(EXPECTED[kind]), name
 
 
+def test_tracking_arguments_reach_the_nested_parameters(fake_ros):
+    params_file, overrides = _sahmr_parameters(fake_ros, _launch(fake_ros, publish_smoothed="false", smoothing="1"))
+    assert overrides == {"tracking.publish_smoothed": False, "tracking.smoothing": True}
+    tracking = TrackingParams.from_mapping({k: v for k, v in overrides.items()})
+    assert tracking.publish_smoothed is False and tracking.smoothing is True
+    with pytest.raises(ValueError, match="publish_smoothed"):
+        _launch(fake_ros, publish_smoothed="sometimes")
+
+
 def test_overrides_on_top_of_params_file_make_valid_nodeparams(fake_ros):
     given = {"demo": "true", "score_threshold": "0.3", "class_ids": "[person, '0']", "compressed": "false",
              "image_topic": "/zed/image", "map_frame": "world", "image_qos": "reliable", "device": "cpu",
              "max_persons": "2"}
     params_file, overrides = _sahmr_parameters(fake_ros, _launch(fake_ros, **given))
-    values = {**yaml.safe_load(Path(params_file).read_text())["sahmr_node"]["ros__parameters"], **overrides}
+    assert Path(params_file) == PARAMS_FILE
+    values = {**_params_yaml(), **overrides}
     params = NodeParams.from_mapping(values)
     assert params.demo is True and params.compressed is False and params.max_persons == 2
     assert math.isclose(params.score_threshold, 0.3) and params.class_ids == ("person", "0")
@@ -331,7 +371,8 @@ def test_launch_with_real_launch_packages():
     description = module.generate_launch_description()
     assert isinstance(description, LaunchDescription)
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
-    assert {e.name for e in declared} == set(module.NODE_ARGUMENTS) | set(module.LAUNCH_ARGUMENTS)
+    assert {e.name for e in declared} == (set(module.NODE_ARGUMENTS) | set(module.TRACKING_ARGUMENTS)
+                                          | set(module.LAUNCH_ARGUMENTS))
     context = LaunchContext()
     context.launch_configurations.update({"demo": "true", "class_ids": "person,0", "score_threshold": "1",
                                           "scene_file": "/data/room.ply", "rviz": "true"})

@@ -167,3 +167,78 @@ def test_cli_writes_a_split_and_refuses_an_existing_one(tmp_path, capsys):
     assert "already holds a data set" in capsys.readouterr().err
     assert cli_main(["synth", "--out", str(tmp_path / "x"), "--scenes", "0"]) == 2
     assert "--scenes" in capsys.readouterr().err
+
+
+# -- sequence mode ------------------------------------------------------------------------------------
+SEQUENCE = SynthConfig(split="test", scenes=1, frames_per_scene=8, seed=11, sequence=True, fps=10.0, people=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def sequence_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth_sequence") / "data"
+    stats = synthesize(out, SEQUENCE, workers=1, progress=False)
+    assert stats["samples"] == 8
+    return out
+
+
+def test_walk_path_speed_turns_and_gait():
+    from sahmr_ros.data.motion import WalkPath
+
+    path = WalkPath(start=np.array([0.0, 0.0]), end=np.array([3.0, 0.0]), omega=2 * 1.2 / 3.0, phase0=0.3,
+                    gait_cycle_m=1.3, gait_phase0=0.0)
+    t = np.arange(0, 20, 0.01)
+    xy, yaw, gait = path.at(t)
+    speed = np.linalg.norm(np.diff(xy, axis=0), axis=1) / 0.01
+    assert speed.max() == pytest.approx(1.2, abs=1e-3) and (xy[:, 0] >= -1e-9).all() and (xy[:, 0] <= 3 + 1e-9).all()
+    assert np.abs(np.angle(np.exp(1j * np.diff(yaw)))).max() < 0.05  # the body turns around smoothly
+    vx = np.diff(xy[:, 0]) / 0.01
+    moving = np.abs(vx) > 0.05
+    assert (np.cos(yaw[1:][moving]) * np.sign(vx[moving]) > 0).all()  # never walking backwards
+    fast = np.abs(vx) > 0.55 * 1.2  # away from the turns: facing exactly where it walks
+    np.testing.assert_allclose(np.cos(yaw[1:][fast]), np.sign(vx[fast]), atol=1e-6)
+    walked = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    np.testing.assert_allclose(gait, 2 * np.pi * walked / 1.3, atol=1e-3)  # the gait follows the distance walked
+
+
+def test_sequence_frames_carry_stable_tracks_and_move_like_people(sequence_dir):
+    samples = list(ShardReader(sequence_dir))
+    assert [s.frame_index for s in samples] == list(range(8))
+    assert {s.sequence_id for s in samples} == {samples[0].scene_id} and samples[0].extra["fps"] == 10.0
+    room = make_room(ShardReader(sequence_dir).scene(samples[0].scene_id).extra["room_seed"])
+    tracks: dict[int, list] = {}
+    for s in samples:
+        assert len({p.track_id for p in s.persons}) == len(s.persons) and all(p.track_id >= 0 for p in s.persons)
+        for p in s.persons:
+            tracks.setdefault(p.track_id, []).append((s.frame_index, p))
+            assert room.sdf(p.vertices_map.astype(np.float64)).min() >= -PENETRATION_TOLERANCE_M - 1e-4
+    walkers = 0
+    for seq in tracks.values():
+        assert len({p.category for _, p in seq}) == 1
+        np.testing.assert_array_equal(seq[0][1].betas, seq[-1][1].betas)  # one body per track
+        for (k0, p0), (k1, p1) in zip(seq, seq[1:]):
+            assert np.linalg.norm(p1.root_map - p0.root_map) / (k1 - k0) <= 1.5 / SEQUENCE.fps + 0.03
+        if seq[0][1].category == "walking":
+            walkers += len(seq) > 1 and np.linalg.norm(seq[-1][1].root_map - seq[0][1].root_map) > 0.05
+        else:
+            assert all(np.allclose(p.root_map, seq[0][1].root_map) for _, p in seq)  # still people stay still
+    assert walkers >= 1
+    eyes = np.array([s.T_map_camera[:3, 3] for s in samples])
+    steps = np.linalg.norm(np.diff(eyes, axis=0), axis=1)
+    assert 0 < steps.max() <= 0.4 / SEQUENCE.fps + 1e-6  # the camera moves, smoothly
+
+
+def test_sequence_bag_has_the_frame_period_and_detections_without_ids(sequence_dir):
+    from rosbags.rosbag2 import Reader
+
+    from sahmr_ros.evaluation.bags import bag_split_dir, read_bag_index
+    from sahmr_ros.ros.interfaces import make_typestore
+
+    split_dir = bag_split_dir(sequence_dir, "test")
+    frames = read_bag_index(split_dir)
+    assert len(frames) == 8 and set(np.diff([f.stamp_ns for f in frames])) == {C.NS_PER_S // 10}
+    ts = make_typestore()
+    with Reader(split_dir / frames[0].bag) as reader:
+        conns = [c for c in reader.connections if c.topic == "/detections"]
+        ids = [d.id for _, _, raw in reader.messages(connections=conns)
+               for d in ts.deserialize_cdr(raw, conns[0].msgtype).detections]
+    assert ids and set(ids) == {""}

@@ -32,11 +32,12 @@ from sahmr_ros.data.rooms import Room
 from sahmr_ros.errors import InputError, SahmrError
 
 __all__ = ["CONTACT_THRESHOLD_M", "PENETRATION_TOLERANCE_M", "PlacedPerson", "PlacementError", "place_person",
-           "sample_person", "supports_for"]
+           "place_walker", "sample_person", "supports_for"]
 
 PENETRATION_TOLERANCE_M = 0.02  # no vertex deeper than this inside the room's solids
 CONTACT_THRESHOLD_M = 0.03  # a vertex is in contact where |sdf| < this (RICH-like body-scene contact)
 PERSON_CLEARANCE_M = 0.05  # vertices of two people stay at least this far apart
+WALKER_SEPARATION_M = 0.7  # the pelvises of two walkers stay at least this far apart at every frame
 BETA_CLIP = 2.0  # body shapes: betas ~ N(0, 1) clipped to +-BETA_CLIP
 MAX_ATTEMPTS = 12
 SDF_CUTOFF_M = 0.1  # the placement only needs the SDF below this
@@ -446,3 +447,60 @@ def sample_person(body_model, room: Room, rng: np.random.Generator, *, part_ids:
         except PlacementError:
             continue
     raise PlacementError(f"could not place anyone in room {room.seed} in {tries} draws")
+
+
+def place_walker(body_model, room: Room, path, times: np.ndarray, rng: np.random.Generator, *,
+                 part_ids: np.ndarray, others: Sequence[PlacedPerson] = (),
+                 walkers: Sequence[Sequence[PlacedPerson]] = ()) -> list[PlacedPerson]:
+    """Pose a random person walking along ``path`` (a :class:`~sahmr_ros.data.motion.WalkPath`) at ``times``.
+
+    One body shape and one set of arm, spine and head angles for the whole walk; per frame the gait
+    phase of the path (:func:`~sahmr_ros.data.poses.walking_params`), the body turned to the path's
+    heading, the pelvis over the path and the lowest vertex on the floor.
+
+    Args:
+        body_model: an ``smplx.SMPL``.
+        room: the room.
+        path: the walk; times: (T,) seconds.
+        rng: seeded generator (shape, gait amplitudes, arms).
+        part_ids: (6890,) contact part of each vertex.
+        others: people standing or sitting still (``PERSON_CLEARANCE_M`` from them at every frame).
+        walkers: the frames of the walkers placed before (pelvises ``WALKER_SEPARATION_M`` apart).
+
+    Returns:
+        One :class:`PlacedPerson` per time (category ``walking``, support 0, the floor).
+
+    Raises:
+        PlacementError: the walk penetrates the room, leaves it or comes too close to someone.
+    """
+    parts = np.asarray(part_ids)
+    if parts.shape != (NUM_VERTICES,):
+        raise InputError(f"part_ids: expected shape ({NUM_VERTICES},), got {parts.shape}")
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    betas = np.clip(rng.normal(0.0, 1.0, NUM_BETAS), -BETA_CLIP, BETA_CLIP)
+    base = P.sample_pose_params(P.WALKING, rng)  # spine, head and arms; the legs follow the gait below
+    gait = (rng.uniform(*P.GAIT_HIP_AMPLITUDE_DEG), rng.uniform(*P.GAIT_KNEE_AMPLITUDE_DEG),
+            rng.uniform(*P.GAIT_ARM_SWING))
+    xy, yaw, phase = path.at(times)
+    params = [P.walking_params(base, float(ph), *gait) for ph in phase]
+    rest_vertices, rest_joints = _forward(body_model, betas, np.array([P.body_pose_from_params(p) for p in params]))
+    floor_z = room.supports[0].center[2]
+    trees = [cKDTree(o.vertices[::_CHECK_STRIDE]) for o in others]
+    out = []
+    for k in range(len(times)):
+        R = _rotation({}, float(yaw[k]), None)
+        v, j = rest_vertices[k] @ R.T, rest_joints[k] @ R.T
+        t = np.array([*(xy[k] - j[0, :2]), floor_z - v[:, 2].min()])
+        vertices, joints = v + t, j + t
+        if (np.abs(vertices[:, :2]) > room.size / 2).any():
+            raise PlacementError(f"walker leaves room {room.seed} at t = {times[k]:.2f} s")
+        sdf = room.sdf(vertices, cutoff=SDF_CUTOFF_M)
+        if sdf.min() < -PENETRATION_TOLERANCE_M:
+            raise PlacementError(f"walker penetrates room {room.seed} by {-sdf.min():.3f} m at t = {times[k]:.2f} s")
+        if any(tree.query(vertices[::_CHECK_STRIDE], distance_upper_bound=PERSON_CLEARANCE_M)[0].min()
+               < PERSON_CLEARANCE_M for tree in trees):
+            raise PlacementError(f"walker touches a person in room {room.seed} at t = {times[k]:.2f} s")
+        if any(np.linalg.norm(w[k].pelvis[:2] - joints[0, :2]) < WALKER_SEPARATION_M for w in walkers):
+            raise PlacementError(f"two walkers meet in room {room.seed} at t = {times[k]:.2f} s")
+        out.append(_result(betas, params[k], R, t, rest_joints[k], vertices, joints, P.WALKING, 0, sdf))
+    return out

@@ -29,7 +29,8 @@ from scipy.spatial.transform import Rotation
 from sahmr_ros.constants import NUM_SMPL_JOINTS
 from sahmr_ros.errors import InputError
 
-__all__ = ["CATEGORIES", "CATEGORY_SUPPORTS", "PARAM_NAMES", "body_pose_from_params", "sample_pose_params"]
+__all__ = ["CATEGORIES", "CATEGORY_SUPPORTS", "PARAM_NAMES", "body_pose_from_params", "sample_pose_params",
+           "walking_params"]
 
 STANDING = "standing"
 WALKING = "walking"
@@ -49,6 +50,10 @@ CATEGORY_SUPPORTS = {
     HAND_ON_SURFACE: ("table_top", "counter_top"), CROUCHING: ("floor",),
 }
 NUM_BODY_POSE = 3 * (NUM_SMPL_JOINTS - 1)  # 69
+# Walking: hip swing and knee bend amplitudes (degrees), arm swing relative to the hips.
+GAIT_HIP_AMPLITUDE_DEG = (15.0, 30.0)
+GAIT_KNEE_AMPLITUDE_DEG = (20.0, 45.0)
+GAIT_ARM_SWING = (0.6, 1.0)
 
 PARAM_NAMES = ("pelvis_tilt", "spine_flex", "spine_twist", "head_flex", "head_turn", "hip_abduct",
                "l_hip_flex", "r_hip_flex", "l_knee", "r_knee", "l_ankle", "r_ankle",
@@ -94,6 +99,23 @@ def body_pose_from_params(params: dict[str, float]) -> np.ndarray:
     return pose
 
 
+def walking_params(base: dict[str, float], phase: float, hip_amplitude: float, knee_amplitude: float,
+                   arm_swing: float) -> dict[str, float]:
+    """Angles of a walking pose at gait ``phase`` (radians; one cycle = two steps), from ``base``'s other angles.
+
+    The hips swing by ``+-hip_amplitude`` degrees in opposition, the knee of the swinging leg bends by
+    up to ``knee_amplitude`` degrees, the arms swing against the legs (``arm_swing`` times the hip
+    angle). Returns a new dict; ``base`` is not changed.
+    """
+    p = dict(base)
+    for s, sign in (("l", 1.0), ("r", -1.0)):
+        p[f"{s}_hip_flex"] = sign * hip_amplitude * np.sin(phase)
+        p[f"{s}_knee"] = 5 + knee_amplitude * max(0.0, -sign * np.cos(phase))
+        p[f"{s}_arm_fwd"] = -arm_swing * p[f"{s}_hip_flex"]
+        p[f"{s}_ankle"] = 0.5 * (p[f"{s}_knee"] - p[f"{s}_hip_flex"])
+    return p
+
+
 def _arms(rng, down=(70, 85), fwd=(-5, 20), elbow=(5, 35)) -> dict[str, float]:
     return {f"{s}_{k}": rng.uniform(*r) for s in "lr" for k, r in (("arm_down", down), ("arm_fwd", fwd),
                                                                    ("elbow", elbow))}
@@ -126,14 +148,10 @@ def sample_pose_params(category: str, rng: np.random.Generator) -> dict[str, flo
             p.update(pelvis_tilt=-rng.uniform(3, 10), spine_flex=rng.uniform(-5, 5), **_arms(rng, fwd=(-15, 5)))
         return _flat_feet(p)
     if category == WALKING:
-        phase, amplitude, knee_amp = rng.uniform(0, 2 * np.pi), rng.uniform(15, 30), rng.uniform(20, 45)
-        swing = rng.uniform(0.6, 1.0)
-        for s, sign in (("l", 1.0), ("r", -1.0)):
-            p[f"{s}_hip_flex"] = sign * amplitude * np.sin(phase)
-            p[f"{s}_knee"] = 5 + knee_amp * max(0.0, -sign * np.cos(phase))
-            p[f"{s}_arm_fwd"] = -swing * p[f"{s}_hip_flex"]
-            p[f"{s}_ankle"] = 0.5 * (p[f"{s}_knee"] - p[f"{s}_hip_flex"])
-        return p
+        phase, amplitude, knee_amp = rng.uniform(0, 2 * np.pi), rng.uniform(*GAIT_HIP_AMPLITUDE_DEG), \
+            rng.uniform(*GAIT_KNEE_AMPLITUDE_DEG)
+        swing = rng.uniform(*GAIT_ARM_SWING)
+        return walking_params(p, phase, amplitude, knee_amp, swing)
     if category in (SITTING, SITTING_BACK):
         tilt = -rng.uniform(8, 20) if category == SITTING_BACK else rng.uniform(-3, 10)
         hip = 90.0 + tilt - rng.uniform(5, 20)  # thighs 5..20 degrees below horizontal (seats below knee height)

@@ -12,6 +12,15 @@ frames, the body parameters, per-vertex contact and the contact labels of the sc
 7 cm of a part vertex (SPEC section 6). The visible fraction is the visible share of the body's
 silhouette inside the image (occlusion); a body the image border cuts is flagged ``truncated``.
 
+**Sequence mode** (``SynthConfig(sequence=True, fps=...)``, ``sahmr synth --sequence --fps``): each scene
+is one sequence of ``frames_per_scene`` frames at ``fps``. Some of its people walk back and forth along
+floor paths at about 1 m/s (gait phase following the distance walked; :mod:`sahmr_ros.data.motion`,
+:func:`~sahmr_ros.data.placement.place_walker`), the others stand or sit still; the camera sways along a
+line while looking at the people. Each frame is a sample (``sequence_id`` = the scene id,
+``frame_index``) whose persons carry a stable ``track_id``; a person hidden in a frame (below the
+visibility threshold or out of view) is simply absent from it. Its bag (``bags/<split>/``) has the
+sequence's frame period and detections without ids, so the node's tracker assigns the tracks.
+
 Determinism: every scene draws from its own seed (``SeedSequence([seed, split, index])``), and the
 writer stores scenes in index order whatever the number of worker processes, so the same arguments
 give the same bytes. Frames: map (REP-103, z up) and camera optical (x right, y down, z forward);
@@ -55,6 +64,9 @@ FRAME_TRIES = 6  # new people and camera when nobody is visible enough
 MIN_VISIBLE_FRACTION = 0.15  # people less visible than this are rendered but not annotated
 OCCLUDED_BELOW = 0.7  # a person with a visible fraction below this is flagged "occluded"
 MIN_BOX_PX = 16.0
+SEQUENCE_WALKER_SHARE = 0.6  # in sequence mode each person walks with this probability (at least one walks)
+SEQUENCE_STILL_CATEGORIES = ("standing", "sitting", "sitting_back")  # the others stand or sit still
+SEQUENCE_SEEN_SHARE = 0.8  # someone's pelvis is in the camera's view in at least this share of the frames
 CLOUD_NOISE_M = (0.0, 0.004)  # the scan's noise (standard deviation) is drawn in this range
 CLOUD_HOLE_FRACTION = (0.0, 0.05)  # share of the scan removed in holes
 BODY_MODEL_SYNTHETIC = "synthetic"
@@ -88,8 +100,10 @@ class SynthConfig:
         split: ``train``, ``val`` or ``test`` (drawn from different seeds).
         scenes: number of rooms; frames_per_scene: images per room.
         seed: master seed.
-        people: (min, max) people per image.
+        people: (min, max) people per image (per sequence in sequence mode).
         model_dir: body model directory (SMPL, or ``None`` for the synthetic body).
+        sequence: each scene is one sequence of ``frames_per_scene`` frames (module docstring).
+        fps: frames per second of a sequence.
     """
 
     split: str = "test"
@@ -98,8 +112,12 @@ class SynthConfig:
     seed: int = 0
     people: tuple[int, int] = PEOPLE_PER_IMAGE
     model_dir: str | None = None
+    sequence: bool = False
+    fps: float = 10.0
 
     def __post_init__(self):
+        if not (np.isfinite(self.fps) and 0 < self.fps <= 1000):
+            raise InputError(f"--fps: expected frames per second in (0, 1000], got {self.fps}")
         if self.split not in SPLITS:
             raise InputError(f"--split: {self.split!r} unknown; choose one of {', '.join(SPLITS)}")
         for name in ("scenes", "frames_per_scene"):
@@ -149,7 +167,17 @@ def _camera_pose(room, target: np.ndarray, rng: np.random.Generator):
     """``T_camera_map`` of a robot's camera looking at ``target`` with a free line of sight, or None."""
     from sahmr_ros.visualization.render import look_at_camera
 
-    reach = room.size / 2 + 2.0  # through an open side the robot may stand outside the walls
+    eye_aim = _camera_eye(room, target, rng)
+    return None if eye_aim is None else look_at_camera(*eye_aim)
+
+
+def _camera_reach(room) -> np.ndarray:
+    return room.size / 2 + 2.0  # through an open side the robot may stand outside the walls
+
+
+def _camera_eye(room, target: np.ndarray, rng: np.random.Generator):
+    """``(eye, aim)`` of a robot's camera looking at ``target`` with a free line of sight, or None."""
+    reach = _camera_reach(room)
     for _ in range(CAMERA_TRIES):
         angle = rng.uniform(-np.pi, np.pi)
         distance = rng.uniform(*PERSON_DISTANCE_M)
@@ -161,7 +189,7 @@ def _camera_pose(room, target: np.ndarray, rng: np.random.Generator):
         line = eye + np.linspace(0.0, 0.85, 24)[:, None] * (aim - eye)
         if room.sdf(line, cutoff=CAMERA_CLEARANCE_M).min() < CAMERA_CLEARANCE_M:
             continue
-        return look_at_camera(eye, aim)
+        return eye, aim
     return None
 
 
@@ -177,7 +205,7 @@ def _scene_contacts(tree, cloud: np.ndarray, vertices: np.ndarray, part_ids: np.
     return near[hit].astype(np.int32), labels[hit].astype(np.uint8)
 
 
-def _person(placed, body, T_camera_map, box, visible, flags, contacts) -> Person:
+def _person(placed, body, T_camera_map, box, visible, flags, contacts, track_id: int = -1) -> Person:
     from sahmr_ros.geometry import transform_points
 
     vertices_map = placed.vertices.astype(np.float64)
@@ -193,13 +221,13 @@ def _person(placed, body, T_camera_map, box, visible, flags, contacts) -> Person
         scene_contact_indices=contacts[0], scene_contact_labels=contacts[1],
         betas=np.asarray(placed.betas, np.float32), global_orient=np.asarray(placed.global_orient, np.float32),
         body_pose=np.asarray(placed.body_pose, np.float32), transl=np.asarray(placed.transl, np.float32),
-        flags=tuple(flags))
+        flags=tuple(flags), track_id=track_id)
 
 
 def _frame(room, scene_points, tree, cameras, model_dir, body_model_name, rng, people_range, timings):
     """Place people, choose a camera, render; returns (camera model, T_camera_map, image, persons)."""
     from sahmr_ros.data.placement import PlacementError, sample_person
-    from sahmr_ros.visualization.render import Light, render, silhouettes
+    from sahmr_ros.visualization.render import Light
 
     smpl, body = _body(model_dir)
     light = Light(direction_map=room.lighting.direction_map, ambient=room.lighting.ambient,
@@ -221,38 +249,132 @@ def _frame(room, scene_points, tree, cameras, model_dir, body_model_name, rng, p
         timings["camera"] += time.perf_counter() - t0
         if T_camera_map is None:
             continue
-        t0 = time.perf_counter()
-        distortion = camera.distortion if camera.distortion_model != NO_DISTORTION else None
-        lens = dict(distortion=distortion, distortion_model=camera.distortion_model if distortion is not None else None)
         colors = [_CLOTHES_RGB[rng.integers(len(_CLOTHES_RGB))] for _ in people]
-        meshes = [(room.mesh_vertices, room.mesh_faces, room.face_colors)]
-        meshes += [(p.vertices, body.faces, np.array(c, np.uint8)) for p, c in zip(people, colors)]
-        out = render(meshes, camera.K, T_camera_map, camera.width, camera.height, light=light, **lens)
-        full = silhouettes([(p.vertices, body.faces) for p in people], camera.K, T_camera_map,
-                           camera.width, camera.height, **lens)
-        timings["render"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        persons = []
-        for i, placed in enumerate(people):
-            visible = out.instance == i + 1
-            n_visible, n_full = int(visible.sum()), int(full[i].sum())
-            fraction = n_visible / n_full if n_full else 0.0
-            if fraction < MIN_VISIBLE_FRACTION:
-                continue
-            ys, xs = np.nonzero(visible)
-            box = (xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5)
-            if min(box[2] - box[0], box[3] - box[1]) < MIN_BOX_PX:
-                continue
-            edge = full[i]
-            flags = ["occluded"] if fraction < OCCLUDED_BELOW else []
-            if edge[0].any() or edge[-1].any() or edge[:, 0].any() or edge[:, -1].any():
-                flags.append("truncated")
-            contacts = _scene_contacts(tree, scene_points, placed.vertices, body.part_ids_6890)
-            persons.append(_person(placed, body, T_camera_map, box, fraction, flags, contacts))
-        timings["ground_truth"] += time.perf_counter() - t0
+        rgb, persons = _render_people(room, scene_points, tree, camera, T_camera_map, people, colors, body, light,
+                                      timings)
         if persons:
-            return camera, T_camera_map, out.rgb, persons
-    return camera, T_camera_map, out.rgb if people and T_camera_map is not None else None, []
+            return camera, T_camera_map, rgb, persons
+    return camera, T_camera_map, rgb if people and T_camera_map is not None else None, []
+
+
+def _render_people(room, scene_points, tree, camera, T_camera_map, people, colors, body, light, timings,
+                   track_ids=None):
+    """Render the room with ``people``; returns (rgb, ground truth of each person seen enough)."""
+    from sahmr_ros.visualization.render import render, silhouettes
+
+    t0 = time.perf_counter()
+    distortion = camera.distortion if camera.distortion_model != NO_DISTORTION else None
+    lens = dict(distortion=distortion, distortion_model=camera.distortion_model if distortion is not None else None)
+    meshes = [(room.mesh_vertices, room.mesh_faces, room.face_colors)]
+    meshes += [(p.vertices, body.faces, np.array(c, np.uint8)) for p, c in zip(people, colors)]
+    out = render(meshes, camera.K, T_camera_map, camera.width, camera.height, light=light, **lens)
+    full = silhouettes([(p.vertices, body.faces) for p in people], camera.K, T_camera_map,
+                       camera.width, camera.height, **lens)
+    timings["render"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    persons = []
+    for i, placed in enumerate(people):
+        visible = out.instance == i + 1
+        n_visible, n_full = int(visible.sum()), int(full[i].sum())
+        fraction = n_visible / n_full if n_full else 0.0
+        if fraction < MIN_VISIBLE_FRACTION:
+            continue
+        ys, xs = np.nonzero(visible)
+        box = (xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5)
+        if min(box[2] - box[0], box[3] - box[1]) < MIN_BOX_PX:
+            continue
+        edge = full[i]
+        flags = ["occluded"] if fraction < OCCLUDED_BELOW else []
+        if edge[0].any() or edge[-1].any() or edge[:, 0].any() or edge[:, -1].any():
+            flags.append("truncated")
+        contacts = _scene_contacts(tree, scene_points, placed.vertices, body.part_ids_6890)
+        persons.append(_person(placed, body, T_camera_map, box, fraction, flags, contacts,
+                               -1 if track_ids is None else track_ids[i]))
+    timings["ground_truth"] += time.perf_counter() - t0
+    return out.rgb, persons
+
+
+def _sequence(room, scene_points, tree, cameras, model_dir, rng, config: SynthConfig, timings):
+    """Place still and walking people and a swaying camera; returns per frame (camera, T_camera_map, image, persons)."""
+    from sahmr_ros.data.motion import sample_walk_path
+    from sahmr_ros.data.placement import PlacementError, place_walker, sample_person
+    from sahmr_ros.visualization.render import Light
+
+    smpl, body = _body(model_dir)
+    light = Light(direction_map=room.lighting.direction_map, ambient=room.lighting.ambient,
+                  intensity=room.lighting.intensity)
+    times = np.arange(config.frames_per_scene) / config.fps
+    for _ in range(FRAME_TRIES):
+        t0 = time.perf_counter()
+        count = int(rng.integers(config.people[0], config.people[1] + 1))
+        walking = max(1, int(rng.binomial(count, SEQUENCE_WALKER_SHARE)))
+        still, walkers = [], []
+        for _ in range(count - walking):
+            try:
+                still.append(sample_person(smpl, room, rng, part_ids=body.part_ids_6890, others=still,
+                                           categories=SEQUENCE_STILL_CATEGORIES))
+            except PlacementError:
+                break
+        for _ in range(walking):
+            path = sample_walk_path(room, rng, avoid_xy=[p.pelvis for p in still])
+            if path is None:
+                continue
+            try:
+                walkers.append(place_walker(smpl, room, path, times, rng, part_ids=body.part_ids_6890, others=still,
+                                            walkers=walkers))
+            except PlacementError:
+                continue
+        timings["place"] += time.perf_counter() - t0
+        if not walkers:
+            continue
+        t0 = time.perf_counter()
+        frames_people = [still + [w[k] for w in walkers] for k in range(len(times))]
+        centres = np.array([np.mean([p.pelvis for p in people], axis=0) for people in frames_people])
+        camera = cameras[rng.integers(len(cameras))]
+        poses = _camera_poses(room, camera, centres, frames_people, times, rng)
+        timings["camera"] += time.perf_counter() - t0
+        if poses is None:
+            continue
+        colors = [_CLOTHES_RGB[rng.integers(len(_CLOTHES_RGB))] for _ in frames_people[0]]
+        frames = []
+        for people, T_camera_map in zip(frames_people, poses):
+            rgb, persons = _render_people(room, scene_points, tree, camera, T_camera_map, people, colors, body,
+                                          light, timings, track_ids=list(range(len(people))))
+            frames.append((camera, T_camera_map, rgb, persons))
+        return frames
+    raise InputError(f"room {room.seed}: no sequence could be placed and seen after {FRAME_TRIES} tries; this is a "
+                     "generator bug, please report it")
+
+
+def _camera_poses(room, camera: CameraModel, centres, frames_people, times, rng):
+    """``T_camera_map`` per frame of a camera swaying while it looks at the people's centres, or None."""
+    from sahmr_ros.data.motion import sample_camera_path
+    from sahmr_ros.visualization.render import look_at_camera
+
+    reach = _camera_reach(room)
+    for _ in range(CAMERA_TRIES // 4):
+        eye_aim = _camera_eye(room, centres[0], rng)
+        if eye_aim is None:
+            return None
+        path = sample_camera_path(eye_aim[0], eye_aim[1] - centres[0], rng)
+        eyes = path.eyes(times)
+        aims = centres + path.aim_offset
+        if (np.abs(eyes[:, :2]) > reach).any() or room.sdf(eyes, cutoff=CAMERA_CLEARANCE_M).min() < CAMERA_CLEARANCE_M:
+            continue
+        poses = [look_at_camera(eye, aim) for eye, aim in zip(eyes, aims)]
+        seen = 0
+        for T, people in zip(poses, frames_people):
+            pelvis = np.array([p.pelvis for p in people]) @ T[:3, :3].T + T[:3, 3]
+            near = np.linalg.norm(pelvis, axis=1)
+            if near.min() < PERSON_DISTANCE_M[0] * 0.8:
+                break  # someone walks into the camera
+            uv = pelvis[:, :2] / np.maximum(pelvis[:, 2:], 1e-6) @ camera.K[:2, :2].T + camera.K[:2, 2]
+            seen += bool(((pelvis[:, 2] > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0)
+                          & (uv[:, 1] < camera.height)).any())
+        else:
+            if seen >= SEQUENCE_SEEN_SHARE * len(poses):
+                return poses
+    return None
 
 
 def generate_scene(config: SynthConfig, index: int, model_dir: str, body_model_name: str):
@@ -292,6 +414,17 @@ def generate_scene(config: SynthConfig, index: int, model_dir: str, body_model_n
                          "body_model": body_model_name})
     cameras = camera_pool(config.seed, config.split)
     samples = []
+    if config.sequence:
+        sequence_rng = np.random.default_rng(_seed(config.seed, config.split, index, "sequence"))
+        frames = _sequence(room, cloud, tree, cameras, model_dir, sequence_rng, config, timings)
+        for frame, (camera, T_camera_map, image, persons) in enumerate(frames):
+            samples.append(Sample(
+                key=f"{scene_id}-f{frame:04d}", image=image, K=camera.K, T_map_camera=invert_transform(T_camera_map),
+                scene_id=scene_id, persons=persons, distortion_model=camera.distortion_model,
+                distortion_coeffs=camera.distortion, sequence_id=scene_id, frame_index=frame, seed=scene_seed,
+                split=config.split, extra={"body_model": body_model_name, "generator_version": GENERATOR_VERSION,
+                                           "fps": float(config.fps)}))
+        return scene, samples, timings
     for frame in range(config.frames_per_scene):
         frame_rng = np.random.default_rng(_seed(config.seed, config.split, index, frame))
         camera, T_camera_map, image, persons = _frame(room, cloud, tree, cameras, model_dir, body_model_name,
@@ -360,7 +493,10 @@ def synthesize(out_dir: str | Path, config: SynthConfig, workers: int = 1, bags:
                 writer.write_scene(scene)
                 for sample in samples:
                     writer.write(sample)
-                if bag_writer is not None:
+                if bag_writer is not None and config.sequence:  # the sequence's own frame period, no detector ids
+                    bag_writer.write_bag(scene.scene_id, scene, samples, period_ns=round(C.NS_PER_S / config.fps),
+                                         detection_ids="none")
+                elif bag_writer is not None:
                     bag_writer.write_bag(scene.scene_id, scene, samples)
                 stats["samples"] += len(samples)
                 stats["persons"] += sum(len(s.persons) for s in samples)

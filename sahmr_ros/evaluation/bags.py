@@ -14,7 +14,9 @@ Each bag holds what a robot records, on the node's default topics (:class:`~sahm
 * ``/tf``: ``map -> camera_optical_frame`` (``T_map_camera``) stamped at each frame's stamp;
 * ``/camera/image_raw`` (rgb8), ``/camera/camera_info`` (K, the sample's distortion; plumb_bob zeros when
   none) and ``/detections`` (vision_msgs 4.x: the ground-truth boxes in person order, class
-  ``person``, score 1.0, ids ``"0"``, ``"1"``, ...), all stamped with the frame's stamp.
+  ``person``, score 1.0, ids ``"0"``, ``"1"``, ... for single frames; for sequences no ids, so that the
+  node's own tracker assigns the tracks, or the ground-truth track ids as a tracking detector would
+  give them), all stamped with the frame's stamp.
 
 Frame stamps are unique within a bag; ``index.json`` maps ``(bag, stamp_ns)`` to the sample key.
 :class:`EvalBagWriter` writes this layout; :func:`read_humans` reads the node's ``HumanMeshArray``
@@ -53,6 +55,7 @@ INDEX_VERSION = 1
 CAMERA_FRAME = "camera_optical_frame"
 START_NS = 1_700_000_000 * C.NS_PER_S
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
+DETECTION_IDS = ("index", "none", "track")  # what write_bag puts in Detection2D.id
 
 
 def bag_split_dir(root: str | Path, split: str) -> Path:
@@ -127,16 +130,23 @@ class EvalBagWriter:
             self.close()
 
     def write_bag(self, name: str, scene, samples: Iterable, start_ns: int = START_NS,
-                  period_ns: int = FRAME_PERIOD_NS) -> Path:
+                  period_ns: int = FRAME_PERIOD_NS, detection_ids: str = "index") -> Path:
         """Write one bag of ``samples`` (all of ``scene``), frame ``i`` stamped ``start_ns + (i + 1) * period_ns``.
 
         Args:
             name: the bag's directory name under ``bags/<split>/`` ([A-Za-z0-9_-]).
             scene: the :class:`~sahmr_ros.data.sample.Scene` the samples look at.
             samples: :class:`~sahmr_ros.data.sample.Sample` objects, in time order.
+            period_ns: time between frames (a sequence's ``1e9 / fps``).
+            detection_ids: ``Detection2D.id`` of each box: ``"index"`` (``"0"``, ``"1"``, ... in person
+                order), ``"none"`` (``""``: a detector without tracking) or ``"track"`` (the person's
+                ground-truth ``track_id``, as a tracking detector would give it).
 
         Returns:
             The bag's path.
+
+        Raises:
+            InputError: unknown ``detection_ids``, a period <= 0, a sample of another scene.
         """
         from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -154,6 +164,10 @@ class EvalBagWriter:
         from sahmr_ros.ros.messages import RosbagsFactory, ns_to_time
 
         check_key(name, "bag name")
+        if detection_ids not in DETECTION_IDS:
+            raise InputError(f"detection_ids: {detection_ids!r} unknown; choose one of {', '.join(DETECTION_IDS)}")
+        if int(period_ns) <= 0:
+            raise InputError(f"period_ns: must be > 0, got {period_ns}")
         params = NodeParams()
         ts = make_typestore(self.distro)
         f = RosbagsFactory(ts)
@@ -192,8 +206,9 @@ class EvalBagWriter:
                     f, h, sample.K, width, height, D=(0.0,) * 5 if none else sample.distortion_coeffs,
                     distortion_model="plumb_bob" if none else sample.distortion_model)
                 boxes = np.array([p.box_xyxy for p in sample.persons], np.float64).reshape(-1, 4)
-                detections = boxes_to_detections(f, h, boxes, ids=[str(j) for j in range(len(boxes))],
-                                                 class_ids="person", scores=1.0)
+                ids = {"index": [str(j) for j in range(len(boxes))], "none": [""] * len(boxes),
+                       "track": [str(p.track_id) for p in sample.persons]}[detection_ids]
+                detections = boxes_to_detections(f, h, boxes, ids=ids, class_ids="person", scores=1.0)
                 write(params.image_topic, rgb_to_image(f, h, sample.image), t)
                 write(params.camera_info_topic, info, t)
                 write(params.detections_topic, detections, t)
@@ -226,6 +241,7 @@ class BagHuman:
     contact_labels: np.ndarray
     flags: tuple[str, ...]
     detection_id: str
+    track_id: str = ""
     box_index: int = -1
     coarse_root_camera: np.ndarray | None = None
     num_roi_voxels: int = -1
@@ -264,7 +280,7 @@ def read_humans(bag: str | Path, topic: str = "/sahmr/humans",
                     vertices_map=np.asarray(h.vertices, np.float32).reshape(-1, 3),
                     contact_points_map=np.asarray(h.contact_points, np.float32).reshape(-1, 3),
                     contact_labels=np.asarray(h.contact_labels, np.int64).reshape(-1),
-                    flags=tuple(str(x) for x in h.flags), detection_id=str(h.id)))
+                    flags=tuple(str(x) for x in h.flags), detection_id=str(h.id), track_id=str(h.track_id)))
             yield stamp, humans
     finally:
         reader.close()

@@ -496,7 +496,8 @@ def _match_boxes(sample, humans: list) -> None:
 
 
 def evaluate_bags(data: EvalData, pipeline, j_regressor, out_dir: str | Path, *, limit: int | None = None,
-                  progress: bool = True, params=None, log: Callable[[str], None] = print) -> EvalResult:
+                  progress: bool = True, params=None, log: Callable[[str], None] = print,
+                  tracking=None) -> EvalResult:
     """Run the split's rosbag2 files through the node's code path and evaluate what it published.
 
     Each bag of ``DIR/bags/<split>/`` (:mod:`sahmr_ros.evaluation.bags`) goes through
@@ -511,6 +512,10 @@ def evaluate_bags(data: EvalData, pipeline, j_regressor, out_dir: str | Path, *,
         out_dir: the report directory.
         params: :class:`~sahmr_ros.ros.core.NodeParams` (topics, filters); default: the node's defaults.
         log: where the bag runs' lines go.
+        tracking: :class:`~sahmr_ros.tracking.TrackingParams` of every bag; default: the node's defaults
+            (smoothed meshes) for a bag of a sequence, no smoothing for a bag of independent frames (a
+            scene's single frames show other people from other cameras 0.1 s apart: smoothing over them
+            would mix strangers).
 
     Raises:
         InputError: the split has no bags (says so, and where they belong), or an output exists.
@@ -541,9 +546,15 @@ def evaluate_bags(data: EvalData, pipeline, j_regressor, out_dir: str | Path, *,
     started = time.perf_counter()
     for name in bags:
         first = next(f for f in frames if f.bag == name)
-        pipeline.set_scene(data.scene(data.sample(positions[first.key]).scene_id).cloud)  # the bag's scene replaces it
+        first_sample = data.sample(positions[first.key])
+        pipeline.set_scene(data.scene(first_sample.scene_id).cloud)  # the bag's scene replaces it
+        bag_tracking = tracking
+        if bag_tracking is None:
+            from sahmr_ros.tracking import TrackingParams
+
+            bag_tracking = TrackingParams() if first_sample.sequence_id else TrackingParams(smoothing=False)
         summary = run_bag(split_dir / name, out_root / name, params, pipeline, progress=progress,
-                          log=lambda line: log(f"  {name}: {line}"))
+                          log=lambda line: log(f"  {name}: {line}"), tracking=bag_tracking)
         notes.append(f"{name}: {summary.frames_processed} of {summary.image_messages} frames processed, "
                      f"{summary.persons} persons" + (f"; errors: {summary.errors_by_kind}"
                                                      if summary.errors_by_kind else ""))

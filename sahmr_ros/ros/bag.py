@@ -28,6 +28,7 @@ from sahmr_ros.errors import InputError
 from sahmr_ros.ros.callbacks import NodeCallbacks
 from sahmr_ros.ros.core import FrameInput, FrameOutput, NodeParams, PerceptionCore
 from sahmr_ros.ros.messages import RosbagsFactory
+from sahmr_ros.tracking import TrackingParams
 
 __all__ = ["BagSummary", "run_bag", "check_bag_paths", "OUTPUT_TYPES", "latched_qos_profile"]
 
@@ -51,6 +52,7 @@ class BagSummary:
     frames_processed: int = 0
     frames_failed: int = 0
     persons: int = 0
+    tracks: int = 0
     sync_dropped: int = 0
     messages_skipped: int = 0
     image_messages: int = 0
@@ -62,7 +64,8 @@ class BagSummary:
     def lines(self) -> list[str]:
         out = [f"read {self.messages_read} messages from {self.input}",
                f"frames: {self.frames} synchronised, {self.frames_processed} processed, {self.frames_failed} failed; "
-               f"{self.persons} persons; {self.sync_dropped} input messages unmatched by the synchroniser; "
+               f"{self.persons} persons in {self.tracks} tracks; {self.sync_dropped} input messages unmatched by "
+               "the synchroniser; "
                f"{self.messages_skipped} undecodable messages skipped",
                f"wrote {self.output} in {self.wall_s:.1f} s"
                f" ({self.frames_processed / self.wall_s:.2f} frames/s)" if self.wall_s > 0 else f"wrote {self.output}"]
@@ -253,7 +256,9 @@ def check_bag_paths(input_path: str | Path, output_path: str | Path) -> tuple[Pa
 
 def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams, pipeline, *,
             copy_inputs: bool = False, distro: str = "jazzy", progress: bool = True,
-            log: Callable[[str], None] = print, max_logged_errors: int = 10) -> BagSummary:
+            log: Callable[[str], None] = print, max_logged_errors: int = 10,
+            tracking: TrackingParams | None = None,
+            on_frame: Callable[[FrameOutput], None] | None = None) -> BagSummary:
     """Replay ``input_path`` through the node's code path and write its outputs to ``output_path``.
 
     Args:
@@ -266,6 +271,10 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
         distro: standard message definitions, ``"jazzy"`` or ``"humble"``.
         progress: show a progress bar.
         log: where warning lines go (the first ``max_logged_errors`` errors).
+        tracking: the node's ``tracking.*`` parameters (:class:`~sahmr_ros.tracking.TrackingParams`;
+            default: their defaults).
+        on_frame: called with every published :class:`~sahmr_ros.ros.core.FrameOutput` after it is
+            written (its ``tracks`` hold both the raw and the smoothed estimates), e.g. for benchmarks.
 
     Returns:
         :class:`BagSummary`.
@@ -282,7 +291,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
 
     input_path, output_path = check_bag_paths(input_path, output_path)
     ts = make_typestore(distro)
-    core = PerceptionCore(pipeline, params, RosbagsFactory(ts))
+    core = PerceptionCore(pipeline, params, RosbagsFactory(ts), tracking=tracking)
     summary = BagSummary(str(input_path), str(output_path))
     started = time.perf_counter()
     streams = {topic: stream for stream, topic in params.stream_topics().items()}  # topic -> stream
@@ -330,6 +339,8 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
                 write("meshes_topic", out.markers, out.stamp_ns)
                 write("contacts_topic", out.contacts, out.stamp_ns)
                 write("humans_topic", out.humans, out.stamp_ns)
+                if on_frame is not None:
+                    on_frame(out)
 
             pending: collections.deque[FrameInput] = collections.deque()
             timeout_ns = int(params.tf_timeout_s * NS_PER_S)
@@ -394,6 +405,7 @@ def run_bag(input_path: str | Path, output_path: str | Path, params: NodeParams,
     summary.frames_processed = core.counts["frames_processed"]
     summary.frames_failed = core.counts["frames_failed"]
     summary.persons = core.counts["persons"]
+    summary.tracks = core.counts["tracks_started"]
     summary.sync_dropped = sum(core.sync.dropped)
     summary.errors_by_kind = dict(core.errors_by_kind)
     summary.wall_s = time.perf_counter() - started

@@ -27,7 +27,6 @@ import dataclasses
 import io
 import math
 import operator
-import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -79,7 +78,6 @@ _XYZ_FORMATS = {7: "f4", 8: "f8"}
 
 _MARKER_TRIANGLE_LIST, _MARKER_ADD, _MARKER_DELETEALL = 11, 0, 3
 _DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
-_INT32_LIMIT = 2**31
 
 # Per-person mesh colours (RGB 0..1), picked by marker id.
 MESH_PALETTE = (
@@ -785,31 +783,32 @@ def marker_id(detection_id: str, index: int) -> int:
     ``zlib.crc32(id) & 0x7fffffff`` (stable across runs and processes); an empty id maps to
     ``-(index + 1)``, which never collides with the two others.
     """
+    from sahmr_ros.tracking.tracker import id_to_marker  # the one rule, shared with the tracker's tracks
+
     text = (detection_id or "").strip()
     if not text:
         return -(int(index) + 1)
-    if text.isdigit() and text.isascii() and int(text) < _INT32_LIMIT:
-        return int(text)
-    return zlib.crc32(text.encode("utf-8")) & 0x7FFFFFFF
+    return id_to_marker(text)
 
 
-def _person_ids(persons: Sequence[Any], ids: Sequence[str] | None) -> list[str]:
+def _person_ids(persons: Sequence[Any], ids: Sequence[str] | None, name: str = "ids") -> list[str]:
     if ids is None:
         return [""] * len(persons)
     if len(ids) != len(persons):
-        raise InputError(f"ids: expected one detection id per person ({len(persons)}), got {len(ids)}")
+        raise InputError(f"{name}: expected one id per person ({len(persons)}), got {len(ids)}")
     return [str(i) for i in ids]
 
 
 def mesh_markers(factory: MessageFactory, header: Any, persons: Sequence[Any], faces: np.ndarray,
                  lifetime_s: float = 0.0, ns: str = "sahmr_meshes", ids: Sequence[str] | None = None,
-                 alpha: float = 1.0) -> Any:
+                 alpha: float = 1.0, marker_ids: Sequence[int | None] | None = None) -> Any:
     """``visualization_msgs/msg/MarkerArray``: DELETEALL, then one TRIANGLE_LIST per person.
 
     The first marker (action DELETEALL, 3) clears the meshes of the previous frame, so a frame
     without persons clears the display. Each person's marker: type TRIANGLE_LIST (11), action ADD,
-    namespace ``ns``, id :func:`marker_id` of its detection id, identity pose, scale 1, a colour
-    from :data:`MESH_PALETTE` picked by id, ``lifetime_s`` (0: forever), and
+    namespace ``ns``, id ``marker_ids[i]`` (the track's, stable over frames) or else :func:`marker_id`
+    of its detection id, identity pose, scale 1, a colour from :data:`MESH_PALETTE` picked by id (so a
+    track keeps its colour), ``lifetime_s`` (0: forever), and
     ``points = vertices[faces]`` (3 points per triangle: 41,328 for SMPL). Persons whose vertices
     are not finite (flag ``non_finite_output``) are left out.
 
@@ -822,24 +821,31 @@ def mesh_markers(factory: MessageFactory, header: Any, persons: Sequence[Any], f
         ns: marker namespace.
         ids: detection id per person (e.g. ``[dets.ids[p.box_index] for p in persons]``), or None.
         alpha: opacity of the meshes.
+        marker_ids: int32 marker id per person (None entries: from ``ids``), e.g. the tracks'
+            :attr:`~sahmr_ros.tracking.TrackedPerson.marker_id`; None: all from ``ids``.
 
     Raises:
-        InputError: faces not (F, 3) integers, or indexing outside a person's vertices.
+        InputError: faces not (F, 3) integers, indexing outside a person's vertices, or ``ids`` /
+            ``marker_ids`` not one per person.
     """
     faces = np.asarray(faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu":
         raise InputError(f"faces: expected (F, 3) integer vertex indices, got {faces.dtype} shape {faces.shape}")
     person_ids = _person_ids(persons, ids)
+    if marker_ids is None:
+        marker_ids = [None] * len(persons)
+    elif len(marker_ids) != len(persons):
+        raise InputError(f"marker_ids: expected one per person ({len(persons)}), got {len(marker_ids)}")
     markers = [factory.make("visualization_msgs/msg/Marker", header=header, ns=ns, id=0,
                             action=_MARKER_DELETEALL)]
     used: set[int] = set()
-    for i, (person, det_id) in enumerate(zip(persons, person_ids)):
+    for i, (person, det_id, given) in enumerate(zip(persons, person_ids, marker_ids)):
         vertices = np.asarray(person.vertices_map, dtype=np.float64).reshape(-1, 3)
         if C.FLAG_NON_FINITE in tuple(getattr(person, "flags", ())) or not np.isfinite(vertices).all():
             continue
         if faces.size and (faces.min() < 0 or faces.max() >= vertices.shape[0]):
             raise InputError(f"faces: indices must lie in [0, {vertices.shape[0]}) for persons[{i}].vertices_map")
-        mid = marker_id(det_id, i)
+        mid = marker_id(det_id, i) if given is None else int(given)
         if mid in used:  # two ids hashing alike: fall back to a free negative id
             mid = -(i + 1)
             while mid in used:
@@ -860,7 +866,7 @@ def mesh_markers(factory: MessageFactory, header: Any, persons: Sequence[Any], f
 
 
 def human_mesh_array(factory: MessageFactory, header: Any, persons: Sequence[Any],
-                     ids: Sequence[str] | None = None) -> Any:
+                     ids: Sequence[str] | None = None, track_ids: Sequence[str] | None = None) -> Any:
     """``sahmr_ros/msg/HumanMeshArray`` of the persons (all of them, flags included).
 
     Args:
@@ -868,10 +874,12 @@ def human_mesh_array(factory: MessageFactory, header: Any, persons: Sequence[Any
         header: stamp of the source image; frame_id = the map frame every array is in.
         persons: :class:`sahmr_ros.pipeline.PersonResult`.
         ids: detection id per person, or None (``""``).
+        track_ids: track id per person (:attr:`~sahmr_ros.tracking.TrackedPerson.track_id`), or None (``""``).
     """
     person_ids = _person_ids(persons, ids)
+    person_tracks = _person_ids(persons, track_ids, "track_ids")
     humans = []
-    for i, (p, det_id) in enumerate(zip(persons, person_ids)):
+    for i, (p, det_id, track_id) in enumerate(zip(persons, person_ids, person_tracks)):
         labels = np.asarray(p.contact_labels).reshape(-1)
         if labels.size and labels.min() < 0:
             raise InputError(f"persons[{i}].contact_labels: must be >= 0 (SMPL part ids 1..7)")
@@ -879,6 +887,7 @@ def human_mesh_array(factory: MessageFactory, header: Any, persons: Sequence[Any
         humans.append(factory.make(
             "sahmr_ros/msg/HumanMesh",
             id=det_id,
+            track_id=track_id,
             score=float(p.score),
             box=np.asarray(p.box_xyxy, dtype=np.float32).reshape(4),
             root=factory.make("geometry_msgs/msg/Point", x=root[0], y=root[1], z=root[2]),

@@ -8,13 +8,16 @@ Both shells feed messages in and publish (or write) what comes out; everything b
 3. :meth:`PerceptionCore.handle` looks up ``T_map_camera`` at the image stamp through the lookup
    the shell provides (tf2 in the node, a :class:`~sahmr_ros.ros.sync.TransformBuffer` fed from
    ``/tf`` in the bag tool), converts the messages, filters detections by class and score, runs the
-   pipeline, and builds the output messages in the map frame with the image's stamp. An expected
-   failure (bad message, no TF, no scene) is recorded for diagnostics and returned, never raised,
-   so one bad frame never stops the stream.
+   pipeline, tracks and smooths the people over frames (:class:`~sahmr_ros.tracking.PeopleTracker`,
+   time from the image stamps), and builds the output messages in the map frame with the image's
+   stamp: the smoothed or the raw meshes (``tracking.publish_smoothed``), each with its track id
+   and a marker id and colour stable per track. An expected failure (bad message, no TF, no scene)
+   is recorded for diagnostics and returned, never raised, so one bad frame never stops the stream.
 
 :data:`PARAMETERS` is the one table of node parameters: the node declares them (with these
 descriptions), ``config/params.yaml`` holds their defaults (a test keeps the two equal), and the bag
-tool takes the relevant ones as options.
+tool takes the relevant ones as options. The tracking parameters are the nested ``tracking.*``
+parameters of :class:`~sahmr_ros.tracking.TrackingParams` (:data:`~sahmr_ros.tracking.TRACKING_PARAMETERS`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from sahmr_ros.ros.conversions import (
 )
 from sahmr_ros.ros.messages import MessageFactory, ns_to_time
 from sahmr_ros.ros.sync import ApproximateSynchronizer, TransformUnavailable, stamp_to_ns
+from sahmr_ros.tracking import PeopleTracker, TrackingParams
 
 __all__ = [
     "PARAMETERS",
@@ -208,6 +212,8 @@ class FrameOutput:
         markers, contacts, humans: the output messages (map frame), or None after an error.
         result: the pipeline's :class:`~sahmr_ros.pipeline.FrameResult` (None after an error).
         ids: detection id of each person of ``result``.
+        tracks: :class:`~sahmr_ros.tracking.TrackedPerson` of each person of ``result`` (track id,
+            marker id, raw and smoothed estimate; the messages hold the one ``publish_smoothed`` chose).
         error: the recorded error line, or None.
         error_kind: the kind the error was counted under (``tf.too_old``, ``image``, ``internal``...).
         traceback: the traceback of an unexpected (``internal``) error, for the log.
@@ -220,6 +226,7 @@ class FrameOutput:
     humans: Any = None
     result: Any = None
     ids: list = field(default_factory=list)
+    tracks: list = field(default_factory=list)
     error: str | None = None
     error_kind: str | None = None
     traceback: str | None = None
@@ -237,19 +244,22 @@ class PerceptionCore:
         params: :class:`NodeParams`.
         factory: message backend for the outputs (rclpy or rosbags).
         clock: monotonic seconds (for rates).
+        tracking: :class:`~sahmr_ros.tracking.TrackingParams` (default: its defaults).
 
     Thread safety: :meth:`add`, :meth:`on_scene` and :meth:`status` run in the shell's callbacks,
-    :meth:`handle` in its worker. No lock is held while the pipeline runs, so callbacks never wait
-    for a frame: the pipeline swaps a new scene in atomically, and the statistics are updated under
-    a lock held only for the update.
+    :meth:`handle` in its worker (the only user of the tracker). No lock is held while the pipeline
+    runs, so callbacks never wait for a frame: the pipeline swaps a new scene in atomically, and the
+    statistics are updated under a lock held only for the update.
     """
 
     def __init__(self, pipeline, params: NodeParams, factory: MessageFactory,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, tracking: TrackingParams | None = None):
         self.pipeline = pipeline
         self.params = params
         self.factory = factory
         self.clock = clock
+        self.tracking = tracking if tracking is not None else TrackingParams()
+        self.tracker = PeopleTracker(self.tracking)
         self.sync = ApproximateSynchronizer(len(STREAMS), params.slop_s, params.queue_size)
         self._lock = threading.Lock()
         self._done_times: collections.deque = collections.deque(maxlen=50)
@@ -368,13 +378,20 @@ class PerceptionCore:
             out.warnings.append(f"scene outside the camera's view: no scene point near any person (is "
                                 f"{p.scene_topic} in frame {p.map_frame!r} and TF right?)")
             self.errors_by_kind["scene_outside_view"] += 1
+        tracked = self.tracker.update(frame.stamp_ns, result.persons, out.ids)
+        out.tracks = tracked.persons
+        if tracked.reset:
+            out.warnings.append(f"tracking: the image stamps jumped {tracked.reset.rsplit('_', 1)[-1]} (more than "
+                                f"tracking.time_jump_s back or tracking.track_timeout_s forward): every track restarts")
+        persons = [t.chosen(self.tracking.publish_smoothed) for t in tracked.persons]
         header = self.factory.make("std_msgs/msg/Header", stamp=ns_to_time(self.factory, frame.stamp_ns),
                                    frame_id=p.map_frame)
-        out.markers = mesh_markers(self.factory, header, result.persons, self.pipeline.faces,
-                                   lifetime_s=p.marker_lifetime_s, ids=out.ids)
-        out.contacts = contacts_to_pointcloud2(self.factory, header, result.persons)
-        out.humans = human_mesh_array(self.factory, header, result.persons, ids=out.ids)
-        self._record_success(result, len(dets.skipped))
+        out.markers = mesh_markers(self.factory, header, persons, self.pipeline.faces, lifetime_s=p.marker_lifetime_s,
+                                   ids=out.ids, marker_ids=[t.marker_id for t in tracked.persons])
+        out.contacts = contacts_to_pointcloud2(self.factory, header, persons)
+        out.humans = human_mesh_array(self.factory, header, persons, ids=out.ids,
+                                      track_ids=[t.track_id for t in tracked.persons])
+        self._record_success(result, len(dets.skipped), tracked)
 
     def _intrinsics(self, camera_info: Any, rgb: np.ndarray):
         """Return ``(K, camera)`` for ``rgb`` under the distortion rule.
@@ -409,8 +426,12 @@ class PerceptionCore:
         return intr.K, Camera(intr.K, coeffs, width, height, model, source=p.camera_info_topic)
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def _record_success(self, result, detections_skipped: int = 0) -> None:
+    def _record_success(self, result, detections_skipped: int = 0, tracked=None) -> None:
         with self._lock:
+            if tracked is not None:
+                self.counts["tracks_started"] += len(tracked.born)
+                self.counts["tracking_resets"] += int(bool(tracked.reset))
+                self.counts["tracking_stale_frames"] += int(tracked.stale)
             self.counts["frames_processed"] += 1
             self.counts["persons"] += len(result.persons)
             self.counts["boxes_skipped"] += len(result.skipped) + detections_skipped
@@ -451,6 +472,11 @@ class PerceptionCore:
                 "persons_last_frame": self.persons_last_frame,
                 "persons_total": self.counts["persons"],
                 "boxes_skipped": self.counts["boxes_skipped"],
+                "tracks_active": self.tracker.active_tracks,
+                "tracks_started": self.counts["tracks_started"],
+                "tracking_resets": self.counts["tracking_resets"],
+                "tracking_stale_frames": self.counts["tracking_stale_frames"],
+                "published": "smoothed" if self.tracking.publish_smoothed and self.tracking.smoothing else "raw",
                 "scene_points": len(self.pipeline.scene) if self.pipeline.scene is not None else 0,
                 "weights": self.pipeline.weights_description,
                 "device": str(self.pipeline.device),

@@ -3,7 +3,7 @@
 Subscribes image (or compressed image), camera_info, detections and the latched scene; publishes
 meshes (MarkerArray), contacts (PointCloud2), humans (HumanMeshArray) and diagnostics, all in the
 map frame with the image's stamp. Parameters: :data:`sahmr_ros.ros.core.PARAMETERS` (defaults in
-``config/params.yaml``).
+``config/params.yaml``) and the nested ``tracking.*`` of :data:`sahmr_ros.tracking.TRACKING_PARAMETERS`.
 
 Every callback is a method of :class:`~sahmr_ros.ros.callbacks.NodeCallbacks` (ROS-free, shared with
 ``sahmr bag`` and tested without rclpy); none lets an exception escape. The pipeline runs in its
@@ -37,6 +37,7 @@ from sahmr_ros.ros.conversions import transform_to_matrix
 from sahmr_ros.ros.core import PARAMETERS, FrameOutput, NodeParams, PerceptionCore, build_pipeline
 from sahmr_ros.ros.messages import RclpyFactory
 from sahmr_ros.ros.sync import TransformUnavailable, tf2_extrapolation_reason
+from sahmr_ros.tracking import PARAMETER_PREFIX, TRACKING_PARAMETERS, TrackingParams
 
 __all__ = ["SahmrNode", "main", "spin_node", "LATCHED_QOS"]
 
@@ -60,6 +61,17 @@ def _declare(node: Node) -> NodeParams:
         value = node.declare_parameter(f.name, default, descriptor).value
         values[f.name] = [] if value is None and isinstance(f.default, tuple) else value
     return NodeParams.from_mapping(values)
+
+
+def _declare_tracking(node: Node) -> TrackingParams:
+    """Declare the ``tracking.*`` parameters of :data:`TRACKING_PARAMETERS` (read-only, with descriptions)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    values = {}
+    for f in fields(TrackingParams):
+        descriptor = ParameterDescriptor(description=TRACKING_PARAMETERS[f.name], read_only=True)
+        values[f.name] = node.declare_parameter(f"{PARAMETER_PREFIX}.{f.name}", f.default, descriptor).value
+    return TrackingParams.from_mapping(values)
 
 
 class _Tf2Lookup:
@@ -92,13 +104,14 @@ class SahmrNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sahmr_node", **kwargs)
         self.params = _declare(self)
+        self.tracking = _declare_tracking(self)
         p = self.params
         self.factory = RclpyFactory()
         log = self.get_logger()
         self.pipeline = build_pipeline(p)
         demo = "demo:=true, " if p.demo and not p.checkpoint else ""
         log.info(f"weights: {demo}{self.pipeline.weights_description}; device {self.pipeline.device}")
-        self.core = PerceptionCore(self.pipeline, p, self.factory)
+        self.core = PerceptionCore(self.pipeline, p, self.factory, tracking=self.tracking)
         try:
             tf2_lookup = _Tf2Lookup(self, p.tf_timeout_s)
             tf_source = "tf2_ros"
@@ -133,7 +146,8 @@ class SahmrNode(Node):
             self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         log.info(f"listening: image {p.image_topic}{' (compressed)' if p.compressed else ''}, camera_info "
                  f"{p.camera_info_topic}, detections {p.detections_topic}, scene {p.scene_topic}; TF from "
-                 f"{tf_source}; publishing in frame {p.map_frame!r}")
+                 f"{tf_source}; publishing {self.core.status()[2]['published']} meshes "
+                 f"in frame {p.map_frame!r}")
 
     def _emit(self, level: str, line: str) -> None:
         # one call site per severity: rclpy's logger refuses a call site whose severity changes
