@@ -185,15 +185,20 @@ class Pipeline:
         faces: (13776, 3) mesh faces of the body model (for consumers of the results).
         config: run-time options.
         weights_description: one line saying which weights are loaded (printed by tools).
+        mesh_levels: the body mesh levels consumers may publish, keyed by vertex count
+            (:func:`sahmr_ros.body.mesh_levels.load_mesh_levels`: 6890 and 1723); default: 6890 only.
     """
 
     def __init__(self, model: SAHMR, faces: np.ndarray, config: PipelineConfig = PipelineConfig(),
-                 weights_description: str = "unspecified weights"):
+                 weights_description: str = "unspecified weights", mesh_levels: dict | None = None):
+        from sahmr_ros.body.mesh_levels import full_mesh_level
+
         self.config = config
         self.device = config.resolved_device()
         self.autocast_dtype = config.autocast_dtype()
         self.model = model.to(self.device).eval()
         self.faces = np.asarray(faces, dtype=np.int64)
+        self.mesh_levels = mesh_levels or {C.NUM_VERTICES: full_mesh_level(faces)}
         self.weights_description = weights_description
         self.scene: Scene | None = None
         self._clock: _StageClock | None = None
@@ -210,6 +215,7 @@ class Pipeline:
             CheckpointError: unreadable checkpoint or preset mismatch.
         """
         from sahmr_ros.body import load_body_assets
+        from sahmr_ros.body.mesh_levels import load_mesh_levels
 
         if checkpoint is None and preset is None:
             raise CheckpointError("no checkpoint given: pass checkpoint=PATH (see models/README.md)")
@@ -223,7 +229,7 @@ class Pipeline:
             description = f"{preset} preset, checkpoint {Path(checkpoint).name}"
         if body.is_synthetic:
             description += ", SYNTHETIC body model (not SMPL)"
-        return cls(model, body.faces, config, description)
+        return cls(model, body.faces, config, description, load_mesh_levels(model_dir, body.faces))
 
     @classmethod
     def embedded_default(cls, model_dir: str | Path, config: PipelineConfig = PipelineConfig(),
@@ -249,6 +255,7 @@ class Pipeline:
             InputError: unknown ``weights``, or ``weights="untrained"`` together with a checkpoint.
         """
         from sahmr_ros.body import load_body_assets
+        from sahmr_ros.body.mesh_levels import load_mesh_levels
 
         if weights not in EMBEDDED_WEIGHTS:
             raise InputError(f"weights: {weights!r} unknown; choose one of {', '.join(EMBEDDED_WEIGHTS)}")
@@ -278,7 +285,8 @@ class Pipeline:
                 description = shipped.description
             else:
                 description = f"{payload['preset']} preset, checkpoint {Path(checkpoint).name}"
-        return cls(model, body.faces, config, description + ", synthetic body")
+        return cls(model, body.faces, config, description + ", synthetic body",
+                   load_mesh_levels(model_dir, body.faces))
 
     # -- scene --------------------------------------------------------------------------------------
     def set_scene(self, points_map: np.ndarray) -> Scene:
