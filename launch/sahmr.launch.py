@@ -78,6 +78,8 @@ NODE_ARGUMENTS = {
     "map_frame": ("str", "frame of the scene and of every output"),
     "image_qos": ("str", "sensor_data (best effort) or reliable"),
     "distortion": ("str", "non-zero camera_info.d: undistort, rectified or refuse"),
+    "mesh_level": ("int", "vertices of the mesh markers: 6890 (full body) or 1723 (a quarter of the bytes)"),
+    "mesh_every_n": ("int", "publish each person's mesh marker every Nth frame of its track (1: every frame)"),
 }
 
 # Launch arguments of sahmr_node's nested tracking.* parameters (sahmr_ros.tracking.TrackingParams):
@@ -94,7 +96,8 @@ LAUNCH_ARGUMENTS = {
     "params_file": ("@share/config/params.yaml", "parameters of sahmr_node (every parameter, with its default)"),
     "rviz": ("false", "true: also start rviz2 with rviz_config"),
     "rviz_config": ("@share/rviz/sahmr.rviz", "RViz configuration file"),
-    "scene_file": ("", "room scan (.ply .pcd .npz .npy .obj, map frame): also start sahmr_scene_publisher"),
+    "scene_file": ("", "scene file of `sahmr scene prepare` (.npz), or a map (.ply .pcd .obj .glb .e57 .las, map "
+                       "frame): also start sahmr_scene_publisher"),
     "use_sim_time": ("", "true/false: set use_sim_time on every node (empty: leave unset)"),
 }
 

@@ -133,3 +133,28 @@ def test_markers_at_each_level_and_rate(body, levels):
         [(3, 0), (4, 0)],
         [(4, 2)],  # person 4 left: its marker is deleted; 3 is not due
     ]
+
+
+def test_node_core_publishes_the_chosen_level_every_nth_frame(pipeline, demo_scene):
+    """PerceptionCore with mesh_level 1723 and mesh_every_n 2: light markers on every other frame of each
+    track, and HumanMeshArray still full on every frame."""
+    from test_ros_core import _lookup, _messages
+
+    from sahmr_ros.ros.core import FrameInput, NodeParams, PerceptionCore
+
+    f = RosbagsFactory(make_typestore())
+    core = PerceptionCore(pipeline, NodeParams(mesh_level=C.NUM_VERTICES_MID, mesh_every_n=2), f)
+    image, info, dets, stamp = _messages(f, demo_scene)
+    shown, humans = [], []
+    for k in range(4):
+        out = core.handle(FrameInput(image, info, dets, stamp + k * 100_000_000), _lookup(demo_scene))
+        assert out.error is None
+        shown.append([(m.action, len(m.points)) for m in out.markers.markers])
+        humans.append([len(h.vertices) // 3 for h in out.humans.humans])
+    faces = len(pipeline.mesh_levels[C.NUM_VERTICES_MID].faces)
+    assert shown == [[(0, 3 * faces)] * 2, [], [(0, 3 * faces)] * 2, []]
+    assert humans == [[C.NUM_VERTICES] * 2] * 4
+    with pytest.raises(InputError, match="mesh_level: 100 unknown; choose 6890 or 1723"):
+        NodeParams(mesh_level=100)
+    with pytest.raises(InputError, match="mesh_every_n: expected an integer >= 1"):
+        NodeParams(mesh_every_n=0)

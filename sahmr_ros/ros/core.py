@@ -32,6 +32,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from sahmr_ros import constants as C
+from sahmr_ros.body.mesh_levels import MESH_LEVELS, full_mesh_level
 from sahmr_ros.errors import InputError, MessageError, SahmrError
 from sahmr_ros.ros.conversions import (
     camera_info_to_intrinsics,
@@ -42,9 +43,9 @@ from sahmr_ros.ros.conversions import (
     header_frame_id,
     human_mesh_array,
     image_to_rgb,
-    mesh_markers,
     pointcloud2_to_xyz,
 )
+from sahmr_ros.ros.mesh_output import MeshMarkerSchedule, build_mesh_markers
 from sahmr_ros.ros.messages import MessageFactory, ns_to_time
 from sahmr_ros.ros.sync import ApproximateSynchronizer, TransformUnavailable, stamp_to_ns
 from sahmr_ros.tracking import PeopleTracker, TrackingParams
@@ -92,6 +93,8 @@ class NodeParams:
     image_qos: str = "sensor_data"
     distortion: str = "undistort"
     marker_lifetime_s: float = 1.0
+    mesh_level: int = C.NUM_VERTICES
+    mesh_every_n: int = 1
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self):
@@ -104,6 +107,10 @@ class NodeParams:
                 raise InputError(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
         if self.max_persons < 1 or self.queue_size < 1:
             raise InputError("max_persons and queue_size: must be >= 1")
+        if self.mesh_level not in MESH_LEVELS:
+            raise InputError(f"mesh_level: {self.mesh_level!r} unknown; choose {' or '.join(map(str, MESH_LEVELS))} "
+                             "(vertices of the published mesh markers)")
+        MeshMarkerSchedule(self.mesh_every_n)  # checks it: an integer >= 1
         object.__setattr__(self, "class_ids", tuple(str(c) for c in self.class_ids))
 
     def stream_topics(self) -> dict[str, str]:
@@ -148,6 +155,10 @@ PARAMETERS: dict[str, str] = {
     "distortion": "non-zero camera_info.d: undistort the image, rectified (the image is rectified: use P), "
                   "or refuse",
     "marker_lifetime_s": "lifetime of the mesh markers (0: until replaced)",
+    "mesh_level": "vertices of the published mesh markers: 6890 (the full body) or 1723 (the network's level, "
+                  "a quarter of the points and bytes); HumanMeshArray always holds 6890",
+    "mesh_every_n": "publish each person's mesh marker on every Nth frame of its track (1: every frame); keep "
+                    "marker_lifetime_s above N frame periods (or 0)",
     "diagnostics_period_s": "diagnostics publishing period (seconds)",
 }
 
@@ -260,6 +271,12 @@ class PerceptionCore:
         self.clock = clock
         self.tracking = tracking if tracking is not None else TrackingParams()
         self.tracker = PeopleTracker(self.tracking)
+        levels = getattr(pipeline, "mesh_levels", None) or {C.NUM_VERTICES: full_mesh_level(pipeline.faces)}
+        if params.mesh_level not in levels:
+            raise InputError(f"mesh_level: {params.mesh_level} is not available with this body model (has "
+                             f"{sorted(levels)}); use {C.NUM_VERTICES}")
+        self.mesh_level = levels[params.mesh_level]
+        self.mesh_schedule = MeshMarkerSchedule(params.mesh_every_n)
         self.sync = ApproximateSynchronizer(len(STREAMS), params.slop_s, params.queue_size)
         self._lock = threading.Lock()
         self._done_times: collections.deque = collections.deque(maxlen=50)
@@ -381,13 +398,15 @@ class PerceptionCore:
         tracked = self.tracker.update(frame.stamp_ns, result.persons, out.ids)
         out.tracks = tracked.persons
         if tracked.reset:
+            self.mesh_schedule.reset()
             out.warnings.append(f"tracking: the image stamps jumped {tracked.reset.rsplit('_', 1)[-1]} (more than "
                                 f"tracking.time_jump_s back or tracking.track_timeout_s forward): every track restarts")
         persons = [t.chosen(self.tracking.publish_smoothed) for t in tracked.persons]
         header = self.factory.make("std_msgs/msg/Header", stamp=ns_to_time(self.factory, frame.stamp_ns),
                                    frame_id=p.map_frame)
-        out.markers = mesh_markers(self.factory, header, persons, self.pipeline.faces, lifetime_s=p.marker_lifetime_s,
-                                   ids=out.ids, marker_ids=[t.marker_id for t in tracked.persons])
+        out.markers = build_mesh_markers(self.factory, header, persons, self.mesh_level, self.mesh_schedule,
+                                         lifetime_s=p.marker_lifetime_s, ids=out.ids,
+                                         marker_ids=[t.marker_id for t in tracked.persons])
         out.contacts = contacts_to_pointcloud2(self.factory, header, persons)
         out.humans = human_mesh_array(self.factory, header, persons, ids=out.ids,
                                       track_ids=[t.track_id for t in tracked.persons])
