@@ -451,6 +451,7 @@ class PerceptionCore:
                 self.counts["tracks_started"] += len(tracked.born)
                 self.counts["tracking_resets"] += int(bool(tracked.reset))
                 self.counts["tracking_stale_frames"] += int(tracked.stale)
+                self.counts["tracking_root_outliers"] += tracked.root_outliers
             self.counts["frames_processed"] += 1
             self.counts["persons"] += len(result.persons)
             self.counts["boxes_skipped"] += len(result.skipped) + detections_skipped
@@ -495,6 +496,7 @@ class PerceptionCore:
                 "tracks_started": self.counts["tracks_started"],
                 "tracking_resets": self.counts["tracking_resets"],
                 "tracking_stale_frames": self.counts["tracking_stale_frames"],
+                "tracking_root_outliers": self.counts["tracking_root_outliers"],
                 "published": "smoothed" if self.tracking.publish_smoothed and self.tracking.smoothing else "raw",
                 "scene_points": len(self.pipeline.scene) if self.pipeline.scene is not None else 0,
                 "weights": self.pipeline.weights_description,

@@ -12,7 +12,11 @@ import numpy as np
 
 from sahmr_ros.errors import InputError
 
-__all__ = ["ConstantVelocityKalman", "OneEuroFilter", "smoothing_factor"]
+__all__ = ["ConstantVelocityKalman", "OneEuroFilter", "smoothing_factor", "HUBER_K"]
+
+# 99 % of the norms of 3-D Gaussian innovations lie within 3.37 standard deviations (chi, 3 degrees of
+# freedom): beyond that, a measurement is down-weighted as an outlier (Huber).
+HUBER_K = 3.37
 
 
 def smoothing_factor(cutoff_hz: np.ndarray | float, dt_s: float) -> np.ndarray | float:
@@ -78,20 +82,28 @@ class ConstantVelocityKalman:
     per axis; measurement: the position, with standard deviation ``measurement_noise`` (m). Every
     matrix is isotropic, so the three axes share one 2x2 covariance and are filtered together.
 
+    Robust update (Huber): a measurement whose innovation ``d`` (m) exceeds ``huber_k`` innovation
+    standard deviations ``sqrt(S)`` counts with its variance scaled by ``d / (huber_k sqrt(S))``, the
+    Huber weight of iteratively reweighted least squares. A depth estimate that jumps by a metre moves
+    the root by centimetres; a person who really is elsewhere pulls the filter there within a few frames.
+
     Args:
         position: (3,) the first measurement.
         accel_noise: m/s^2.
         measurement_noise: m.
         initial_speed_std: prior standard deviation of the unknown initial velocity (m/s).
+        huber_k: outlier threshold in innovation standard deviations; None: plain Kalman updates.
     """
 
     def __init__(self, position: np.ndarray, accel_noise: float, measurement_noise: float,
-                 initial_speed_std: float = 2.0):
+                 initial_speed_std: float = 2.0, huber_k: float | None = HUBER_K):
         position = np.asarray(position, dtype=np.float64).reshape(3)
         if not np.isfinite(position).all():
             raise InputError(f"position: expected a finite (3,) point, got {position.tolist()}")
         self.accel_var = float(accel_noise) ** 2
         self.measurement_var = float(measurement_noise) ** 2
+        self.huber_k = huber_k
+        self.last_weight = 1.0  # Huber weight of the last measurement (1: not an outlier)
         self.state = np.stack([position, np.zeros(3)])  # (2, 3): position row, velocity row
         self.cov = np.diag([self.measurement_var, float(initial_speed_std) ** 2])  # (2, 2), the same per axis
 
@@ -126,7 +138,12 @@ class ConstantVelocityKalman:
         if not (math.isfinite(dt_s) and dt_s >= 0):
             raise InputError(f"dt_s: expected a finite time step >= 0, got {dt_s}")
         state, cov = self._predicted(float(dt_s))
-        innovation_var = cov[0, 0] + self.measurement_var
+        measurement_var = self.measurement_var
+        distance = float(np.linalg.norm(z - state[0]))
+        limit = None if self.huber_k is None else self.huber_k * math.sqrt(cov[0, 0] + measurement_var)
+        self.last_weight = 1.0 if limit is None or distance <= limit else limit / distance
+        measurement_var /= self.last_weight
+        innovation_var = cov[0, 0] + measurement_var
         gain = cov[:, 0] / innovation_var  # (2,)
         # x + K (z - x): a measurement equal to the prediction leaves the state bit-exact
         self.state = state + gain[:, None] * (z - state[0])[None, :]

@@ -53,13 +53,18 @@ class TrackedPerson:
 
 @dataclass
 class TrackedFrame:
-    """The tracked people of one frame, in the order of the persons passed in, and the tracker's events."""
+    """The tracked people of one frame, in the order of the persons passed in, and the tracker's events.
+
+    ``root_outliers``: roots the robust Kalman update down-weighted; the others as
+    :class:`~sahmr_ros.tracking.tracker.TrackerStep`.
+    """
 
     persons: list[TrackedPerson] = field(default_factory=list)
     born: list[str] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
     reset: str = ""
     stale: bool = False
+    root_outliers: int = 0
 
 
 class PeopleTracker:
@@ -118,7 +123,8 @@ class PeopleTracker:
         self.stale_frames += int(step.stale)
         live = {id(t) for t in self.tracker.tracks.values()}
         self._smoothers = {k: v for k, v in self._smoothers.items() if k in live}
-        out = TrackedFrame(born=step.born, ended=step.ended, reset=step.reset, stale=step.stale)
+        out = TrackedFrame(born=step.born, ended=step.ended, reset=step.reset, stale=step.stale,
+                           root_outliers=step.root_outliers)
         for person, track, dt in zip(persons, step.tracks, step.dt_s):
             if track is None:
                 out.persons.append(TrackedPerson("", None, person, person))

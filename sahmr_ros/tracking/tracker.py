@@ -21,16 +21,15 @@ Per frame (:meth:`Tracker.update`, image stamp in nanoseconds):
    after a reset).
 
 A track's root filter is updated with each detection assigned to it; misses leave it untouched (its
-prediction covers the gap). A detection admitted by its box alone, whose root is farther than
-``gate_root_m`` from the prediction (a depth estimate that jumped), restarts the track's root filter
-at that root rather than turning the jump into a velocity. Roots and boxes that are not finite are
-never tracked.
+prediction covers the gap). The update is robust: a root far from the prediction (a depth estimate
+that jumped, admitted by the box) is down-weighted (:class:`~sahmr_ros.tracking.filters.ConstantVelocityKalman`).
+Roots and boxes that are not finite are never tracked.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -115,8 +114,7 @@ class TrackerStep:
         tracks: per detection, its :class:`Track` (None: not tracked, e.g. a non-finite root).
         dt_s: per detection, seconds since its track's previous detection (0 for a new track).
         born, ended: track ids started and ended at this step.
-        root_restarts: tracks whose root filter restarted: their detection was admitted by the box
-            (IoU) alone, its root farther than ``gate_root_m`` from the prediction.
+        root_outliers: detections whose root the robust update down-weighted.
         reset: why every track was dropped first (``"time_jump_back"``, ``"time_jump_forward"``), or "".
         stale: the frame was not newer than the previous one and was not tracked.
     """
@@ -125,7 +123,7 @@ class TrackerStep:
     dt_s: list
     born: list
     ended: list
-    root_restarts: list = field(default_factory=list)
+    root_outliers: int = 0
     reset: str = ""
     stale: bool = False
 
@@ -208,19 +206,15 @@ class Tracker:
         return step
 
     # -- internals -----------------------------------------------------------------------------------
-    def _assign(self, step: TrackerStep, i: int, key: tuple[bool, str], box, root, stamp_ns: int,
-                restart_root: bool = False) -> None:
+    def _assign(self, step: TrackerStep, i: int, key: tuple[bool, str], box, root, stamp_ns: int) -> None:
         track = self.tracks.get(key)
         if track is None:
             track = self._start(key, box, root, stamp_ns)
             step.born.append(track.track_id)
         else:
             step.dt_s[i] = track.seconds_since_seen(stamp_ns)
-            if restart_root:  # the root jumped beyond the gate: a new start, not a velocity
-                track.root_filter = self._root_filter(root)
-                step.root_restarts.append(track.track_id)
-            else:
-                track.root_filter.update(root, step.dt_s[i])
+            track.root_filter.update(root, step.dt_s[i])
+            step.root_outliers += int(track.root_filter.last_weight < 1.0)
             track.box, track.last_seen_ns, track.hits = box.copy(), stamp_ns, track.hits + 1
         step.tracks[i] = track
 
@@ -253,8 +247,7 @@ class Tracker:
             cost = np.where(allowed, cost, _INADMISSIBLE)
             for r, c in zip(*linear_sum_assignment(cost)):
                 if allowed[r, c]:
-                    matched[free[c]] = (own[r], bool(distance[r, c] > p.gate_root_m))
+                    matched[free[c]] = own[r]
         for i in free:  # in detection order, so new tracks are numbered left to right in the message
-            track, jumped = matched.get(i, (None, False))
-            self._assign(step, i, (False, track.track_id) if track else (False, ""), boxes[i], roots[i], stamp_ns,
-                         restart_root=jumped)
+            track = matched.get(i)
+            self._assign(step, i, (False, track.track_id) if track else (False, ""), boxes[i], roots[i], stamp_ns)
