@@ -174,17 +174,34 @@ def test_occluded_person_keeps_the_track_and_reappearing_later_gets_a_new_one():
     assert {tid for _, tid in seen[1]} == {"t2"} and len(a_ids) == 60 - len(hidden)
 
 
-def test_gates_refuse_far_jumps_and_admit_either_cue():
+def test_gates_admit_either_cue_and_a_jumping_root_is_an_outlier():
     tracker = Tracker(TrackingParams(gate_root_m=1.0, gate_iou=0.3))
-    tracker.update(stamp(0), np.array([box_at(100)]), np.array([[2.0, 0, 1]]))
-    # same box, root estimate jumped 3 m (a bad depth estimate): the IoU admits it
-    assert tracker.update(stamp(1), np.array([box_at(100)]), np.array([[5.0, 0, 1]])).tracks[0].track_id == "t1"
+    for k in range(5):
+        tracker.update(stamp(k), np.array([box_at(100)]), np.array([[2.0, 0, 1]]))
+    # same box, root estimate jumped 3 m (a bad depth estimate): the IoU admits it, the root filter
+    # down-weights it (robust update) instead of jumping along
+    step = tracker.update(stamp(5), np.array([box_at(100)]), np.array([[5.0, 0, 1]]))
+    (track,) = step.tracks
+    assert track.track_id == "t1" and step.root_outliers == 1 and track.root_filter.last_weight < 0.2
+    assert np.linalg.norm(track.root_filter.position - [2.0, 0, 1]) < 0.6  # bounded influence: ~3.4 sigma
     # box far away in the image (the camera turned), root close to the prediction: the root admits it
-    step = tracker.update(stamp(2), np.array([box_at(600)]), np.array([[5.05, 0, 1]]))
-    assert step.tracks[0].track_id == "t1"
+    step = tracker.update(stamp(6), np.array([box_at(600)]), np.array([[2.6, 0, 1]]))
+    assert step.tracks[0].track_id == "t1" and step.root_outliers == 0
     # both far: a new person
-    step = tracker.update(stamp(3), np.array([box_at(100)]), np.array([[20.0, 0, 1]]))
+    step = tracker.update(stamp(7), np.array([box_at(100)]), np.array([[20.0, 0, 1]]))
     assert step.tracks[0].track_id == "t2" and step.born == ["t2"]
+
+
+def test_robust_kalman_follows_a_person_who_really_moved():
+    """An offset that persists is not an outlier for long: the filter gets there within a few frames."""
+    robust = ConstantVelocityKalman(np.zeros(3), accel_noise=2.0, measurement_noise=0.1)
+    plain = ConstantVelocityKalman(np.zeros(3), accel_noise=2.0, measurement_noise=0.1, huber_k=None)
+    for kf in (robust, plain):
+        for _ in range(10):
+            kf.update(np.zeros(3), 0.1)
+    steps = [[kf.update(np.array([1.0, 0, 0]), 0.1)[0] for _ in range(15)] for kf in (robust, plain)]
+    assert steps[0][0] < 0.7 * steps[1][0] and plain.last_weight == 1.0  # the first jump is doubted ...
+    assert steps[0][-1] == pytest.approx(1.0, abs=0.01)  # ... but a lasting one is followed
 
 
 def test_time_jump_back_and_far_forward_reset_and_stale_frames_are_not_tracked():
@@ -443,3 +460,4 @@ def test_core_time_jump_restarts_the_tracks_and_says_so(ts):
     for tp in outs[3].tracks:  # no memory of before the jump
         np.testing.assert_array_equal(tp.smoothed.vertices_map, tp.raw.vertices_map)
     assert core.status()[2]["tracking_resets"] == 1
+
