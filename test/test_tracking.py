@@ -460,4 +460,3 @@ def test_core_time_jump_restarts_the_tracks_and_says_so(ts):
     for tp in outs[3].tracks:  # no memory of before the jump
         np.testing.assert_array_equal(tp.smoothed.vertices_map, tp.raw.vertices_map)
     assert core.status()[2]["tracking_resets"] == 1
-
