@@ -11,6 +11,7 @@ from sahmr_ros.data.placement import (
     PlacedPerson,
     PlacementError,
     place_person,
+    place_walker,
     sample_person,
     supports_for,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Support",
     "make_room",
     "place_person",
+    "place_walker",
     "sample_person",
     "supports_for",
     "OfficialProxQuant",
