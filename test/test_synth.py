@@ -242,3 +242,36 @@ def test_sequence_bag_has_the_frame_period_and_detections_without_ids(sequence_d
         ids = [d.id for _, _, raw in reader.messages(connections=conns)
                for d in ts.deserialize_cdr(raw, conns[0].msgtype).detections]
     assert ids and set(ids) == {""}
+
+
+def test_a_sequence_through_the_node_gives_stable_tracks_and_smoothed_meshes(sequence_dir, pipeline, tmp_path):
+    """The sequence's bag through ``sahmr bag``'s code path: one track per person, read back from the output bag."""
+    from sahmr_ros.evaluation.bags import bag_split_dir, read_bag_index, read_humans
+    from sahmr_ros.evaluation.temporal import acceleration
+    from sahmr_ros.ros.bag import run_bag
+    from sahmr_ros.ros.core import NodeParams
+
+    split_dir = bag_split_dir(sequence_dir, "test")
+    frames = read_bag_index(split_dir)
+    samples = {s.key: s for s in ShardReader(sequence_dir)}
+    key_of = {f.stamp_ns: f.key for f in frames}
+    outputs = []
+    run_bag(split_dir / frames[0].bag, tmp_path / "out", NodeParams(tf_timeout_s=0.0), pipeline, progress=False,
+            on_frame=outputs.append)
+    assert len(outputs) == len(frames)
+    tracks_of: dict[int, set] = {}
+    raw, smoothed = {}, {}
+    for out in outputs:
+        persons = samples[key_of[out.stamp_ns]].persons
+        for tp in out.tracks:
+            gt = min(persons, key=lambda p: np.abs(p.box_xyxy - tp.raw.box_xyxy).max())
+            tracks_of.setdefault(gt.track_id, set()).add(tp.track_id)
+            raw.setdefault(tp.track_id, []).append(tp.raw.joints14_map)
+            smoothed.setdefault(tp.track_id, []).append(tp.smoothed.joints14_map)
+    assert all(len(ids) == 1 for ids in tracks_of.values()), tracks_of  # 8 frames: nobody is gone for 1 s
+    assert len(set.union(*tracks_of.values())) == len(tracks_of)  # and no two people share a track
+    published = {stamp: [h.track_id for h in humans] for stamp, humans in read_humans(tmp_path / "out")}
+    assert published == {out.stamp_ns: [tp.track_id for tp in out.tracks] for out in outputs}
+    long = [t for t in raw if len(raw[t]) >= 4]
+    assert long and all(acceleration(np.array(smoothed[t])).mean() < acceleration(np.array(raw[t])).mean()
+                        for t in long)
