@@ -317,6 +317,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sahmr_ros.training.export import export_weights
+
+    out = export_weights(args.checkpoint, args.output, rcnet=args.rcnet, precise_bn_data=args.precise_bn,
+                         split=args.split, batches=args.batches, model_dir=args.model_dir, half=not args.fp32)
+    print(f"sahmr export: wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def argv_is_cli() -> bool:
     """Tell whether this process is the ``sahmr`` command (its argv is worth recording)."""
     return Path(sys.argv[0]).name in ("sahmr", "__main__.py", "cli.py")
@@ -455,6 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar (periodic lines only)")
     tr.set_defaults(func=_cmd_train)
 
+    ex = sub.add_parser("export", help="weights to ship from sahmr train checkpoints (stages combined, precise "
+                                       "batch norm, fp16 storage)")
+    ex.add_argument("checkpoint", help="a sahmr_ros checkpoint, e.g. the mesh stage's RUN/checkpoints/best.pt")
+    ex.add_argument("-o", "--output", required=True, help="the file to write")
+    ex.add_argument("--rcnet", default=None, metavar="CHECKPOINT",
+                    help="take the RCNet from this checkpoint (e.g. the rcnet stage's best.pt)")
+    ex.add_argument("--precise-bn", default=None, metavar="DATA",
+                    help="recalibrate batch-norm statistics on this sahmr synth directory (un-augmented crops)")
+    ex.add_argument("--split", default="train", help="split of --precise-bn data")
+    ex.add_argument("--batches", type=int, default=32, help="batches of 4 images for --precise-bn")
+    ex.add_argument("--model-dir", default=None, help="body files of the data (default: the synthetic body)")
+    ex.add_argument("--fp32", action="store_true", help="store float32 (default: float16, statistics float32)")
+    ex.set_defaults(func=_cmd_export)
+
     scene = sub.add_parser("scene", help="maps: `sahmr scene prepare` makes a robot's mesh or cloud a scene file")
     prep = scene.add_subparsers(dest="scene_command", required=True).add_parser(
         "prepare", help="mesh or cloud (.ply .pcd .obj .glb .gltf .e57 .las .laz) -> scene .npz",
@@ -497,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     except SahmrError as exc:
         print(f"sahmr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the command has said what it kept (sahmr train: its checkpoint)
+        print(f"sahmr {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -289,3 +289,30 @@ def test_init_rcnet_takes_the_rcnet_of_another_checkpoint(data, tmp_path, synthe
     official = save_checkpoint(tmp_path / "o.pt", torch.nn.Linear(1, 1), "official")
     with pytest.raises(CheckpointError, match="init_rcnet .*o.pt: a 'official' checkpoint"):
         Trainer(config_from_dict({**values, "init_rcnet": str(official)}), tmp_path / "run2", progress=False)
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_without_a_traceback(data, tmp_path, synthetic_model_dir):
+    """SIGINT to the whole process group (as a terminal's Ctrl-C, DataLoader workers included)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_tiny(data["pair"], steps=10_000, workers=1, model_dir=str(synthetic_model_dir),
+                                           intervals={"log": 1, "checkpoint": 0, "validate": 0})))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sahmr_ros.cli", "train", "--config", str(config), "-o", str(run),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        log = run / "metrics.jsonl"
+        if log.exists() and '"kind": "train"' in log.read_text():
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "interrupted" in err, err
+    assert "checkpoint of step" in out and (run / "checkpoints" / "last.pt").exists(), out

@@ -1,0 +1,158 @@
+"""Weights to ship from training checkpoints: stages combined, batch norm recalibrated, fp16 storage.
+
+``sahmr export`` (and :func:`export_weights`) turns ``sahmr train`` checkpoints into the file a user runs:
+
+1. the model of ``checkpoint``, with the RCNet of ``rcnet`` when given (the paper trains RCNet first and the
+   mesh network with RCNet frozen; runs of the two stages side by side are combined here);
+2. optionally **precise batch norm**: every BatchNorm's running statistics replaced by their average over
+   ``batches`` training batches (``torch.optim.swa_utils.update_bn``, the forward of the ``joint`` stage
+   without gradients). During training the running statistics are an exponential average (momentum 0.1)
+   over batches of a few persons, a noisy estimate of the population the evaluation then normalises with;
+3. floating-point weights stored as float16 (batch-norm statistics stay float32); the loaders upcast.
+
+Frames and units: none (weights only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from sahmr_ros.checkpoint import load_checkpoint, save_checkpoint
+from sahmr_ros.errors import CheckpointError, InputError
+
+__all__ = ["combine_state", "half_storage", "recalibrate_batchnorm", "training_batches", "export_weights"]
+
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def combine_state(base: dict, rcnet: dict | None) -> dict:
+    """Return ``base``'s state dict with every ``rcnet.*`` tensor taken from ``rcnet`` (when given).
+
+    Raises:
+        CheckpointError: the two do not hold the same RCNet keys and shapes.
+    """
+    if rcnet is None:
+        return dict(base)
+    ours = {k: v for k, v in base.items() if k.startswith("rcnet.")}
+    theirs = {k: v for k, v in rcnet.items() if k.startswith("rcnet.")}
+    if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
+        raise CheckpointError("--rcnet: its RCNet keys or shapes differ from the checkpoint's (another preset?)")
+    return {k: (theirs[k] if k in theirs else v) for k, v in base.items()}
+
+
+def half_storage(state: dict) -> dict:
+    """Floating-point tensors as float16, except the batch-norm statistics (float32: their range)."""
+    return {k: (v.half() if v.is_floating_point() and not k.endswith(_BN_STATS) else v) for k, v in state.items()}
+
+
+class _JointForward(torch.nn.Module):
+    """The joint stage's forward as one module call (what ``update_bn`` drives)."""
+
+    def __init__(self, model: torch.nn.Module, seed: int):
+        super().__init__()
+        self.model, self.rng = model, np.random.default_rng(seed)
+
+    def forward(self, batch):
+        from sahmr_ros.training.objective import training_step
+
+        # un-flipped crops only: the statistics of what inference sees
+        return training_step(self.model, batch, "joint", self.rng, {"part_heatmaps_flip": 0.0})
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable, seed: int = 0) -> int:
+    """Set every BatchNorm's running statistics to their equal-weight average over ``batches`` (precise BN).
+
+    Args:
+        model: :class:`~sahmr_ros.networks.sahmr.SAHMR`, on the batches' device.
+        batches: :class:`~sahmr_ros.training.batch.TrainBatch` objects (un-augmented crops: the statistics
+            of what inference sees).
+        seed: seed of the anchor and pelvis noise of the training forward.
+
+    Returns:
+        The number of batches used. The model is left in eval mode.
+    """
+    counted = []
+
+    def counting(items: Iterable) -> Iterator:
+        for b in items:
+            counted.append(1)
+            yield b
+
+    with torch.no_grad():
+        torch.optim.swa_utils.update_bn(counting(batches), _JointForward(model, seed))
+    model.eval()
+    return len(counted)
+
+
+def training_batches(data: str | Path, body, split: str = "train", count: int = 32, samples_per_batch: int = 4,
+                     seed: int = 0) -> Iterator:
+    """Yield ``count`` un-augmented batches of a ``sahmr synth`` split, samples drawn without replacement.
+
+    Raises:
+        InputError: no such data, or fewer samples than ``count * samples_per_batch``.
+    """
+    from sahmr_ros.data.dataset import ShardIndex
+    from sahmr_ros.training.batch import make_batch
+
+    index = ShardIndex(data, split=split)
+    need = count * samples_per_batch
+    if len(index) < need:
+        raise InputError(f"{data}: split {split!r} holds {len(index)} samples; precise batch norm over {count} "
+                         f"batches of {samples_per_batch} needs {need} (lower --batches)")
+    order = np.random.default_rng(seed).permutation(len(index))[:need]
+    for j in range(count):
+        samples = [index.sample(int(i)) for i in order[j * samples_per_batch:(j + 1) * samples_per_batch]]
+        yield make_batch(samples, {s.scene_id: index.scene(s.scene_id) for s in samples}, body)
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path | None = None,
+                   precise_bn_data: str | Path | None = None, split: str = "train", batches: int = 32,
+                   model_dir: str | Path | None = None, half: bool = True, seed: int = 0) -> Path:
+    """Write the weights to ship (see the module docstring); returns ``out``.
+
+    Args:
+        checkpoint: a sahmr_ros checkpoint (e.g. the mesh stage's ``best.pt``).
+        out: the file to write.
+        rcnet: a checkpoint whose RCNet replaces ``checkpoint``'s.
+        precise_bn_data: a ``sahmr synth`` directory to recalibrate batch norm on (None: keep the statistics).
+        split, batches: its split and how many batches of 4 images.
+        model_dir: the body files the data was made with (None: the synthetic body).
+        half: store float16.
+        seed: sample order and noise of the recalibration.
+    """
+    payload = load_checkpoint(checkpoint)
+    other = load_checkpoint(rcnet, expected_preset=payload["preset"]) if rcnet is not None else None
+    state = combine_state(payload["state_dict"], other["state_dict"] if other else None)
+    metadata = {"exported_from": str(checkpoint), "rcnet_from": str(rcnet) if rcnet else "checkpoint",
+                "source_metadata": str(payload.get("metadata", {})),
+                "storage": "float16 (batch-norm statistics float32)" if half else "float32"}
+    if other is not None:
+        metadata["rcnet_source_metadata"] = str(other.get("metadata", {}))
+    from sahmr_ros.body import load_body_assets
+    from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
+
+    if model_dir is None:
+        import tempfile
+
+        from sahmr_ros.body.synthetic import write_synthetic_model_dir
+
+        tmp = tempfile.TemporaryDirectory(prefix="sahmr_export_body_")
+        model_dir = write_synthetic_model_dir(tmp.name)
+    body = load_body_assets(model_dir)
+    model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    if precise_bn_data is not None:
+        used = recalibrate_batchnorm(model, training_batches(precise_bn_data, body, split, batches, seed=seed),
+                                     seed=seed)
+        metadata["precise_bn"] = f"{used} batches of 4 images of {precise_bn_data} split {split}, seed {seed}"
+    out = Path(out)
+    saved = save_checkpoint(out, model, payload["preset"], metadata)
+    if half:
+        written = torch.load(saved, map_location="cpu", weights_only=True)
+        written["state_dict"] = half_storage(written["state_dict"])
+        torch.save(written, saved)
+    return saved
