@@ -8,6 +8,7 @@ request) and a figure (``DIR/demo.png``) with the projected meshes and a top vie
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     pipe.set_scene(scene.scene_points_map)
     frame = pipe.process(scene.image, scene.K, scene.T_map_camera, scene.boxes)
 
-    lines = [f"sahmr demo - weights: {pipe.weights_description}"]
+    lines = textwrap.wrap(f"sahmr demo - weights: {pipe.weights_description}", width=150)
     if untrained:
         lines.append("UNTRAINED WEIGHTS: estimates are not meaningful")
     errors = []
