@@ -38,10 +38,15 @@ def test_export_combines_the_stages_and_stores_float16(body, synthetic_model_dir
         for mod in m.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
                 mod.running_var.uniform_(0.5, 2.0)
-    pa = save_checkpoint(tmp_path / "mesh.pt", a, "small")
-    pb = save_checkpoint(tmp_path / "rc.pt", b, "small")
+    pa = save_checkpoint(tmp_path / "mesh.pt", a, "small", {"stage": "mesh", "step": 7})
+    pb = save_checkpoint(tmp_path / "rc.pt", b, "small", {"stage": "rcnet", "step": 5})
     out = export_weights(pa, tmp_path / "ship.pt", rcnet=pb, model_dir=synthetic_model_dir)
-    state = load_checkpoint(out, expected_preset="small")["state_dict"]
+    shipped = load_checkpoint(out, expected_preset="small")
+    state = shipped["state_dict"]
+    # each stage's training metadata travels (the model card reads it), through a second export too
+    assert shipped["metadata"]["mesh_meta"]["step"] == 7 and shipped["metadata"]["rcnet_meta"]["step"] == 5
+    again = load_checkpoint(export_weights(out, tmp_path / "again.pt", model_dir=synthetic_model_dir))
+    assert again["metadata"]["mesh_meta"]["step"] == 7 and again["metadata"]["rcnet_meta"]["step"] == 5
     sa, sb = a.state_dict(), b.state_dict()
     assert state.keys() == sa.keys()
     for k, v in state.items():

@@ -24,7 +24,8 @@ import torch
 from sahmr_ros.checkpoint import load_checkpoint, save_checkpoint
 from sahmr_ros.errors import CheckpointError, InputError
 
-__all__ = ["combine_state", "half_storage", "recalibrate_batchnorm", "training_batches", "export_weights"]
+__all__ = ["combine_state", "stage_metadata", "half_storage", "recalibrate_batchnorm", "training_batches",
+           "export_weights"]
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -42,6 +43,14 @@ def combine_state(base: dict, rcnet: dict | None) -> dict:
     if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
         raise CheckpointError("--rcnet: its RCNet keys or shapes differ from the checkpoint's (another preset?)")
     return {k: (theirs[k] if k in theirs else v) for k, v in base.items()}
+
+
+def stage_metadata(metadata: dict) -> dict:
+    """``{"<stage>_meta": metadata}`` of each training stage a checkpoint holds (an export carries its own)."""
+    carried = {k: v for k, v in metadata.items() if k.endswith("_meta")}
+    if not carried and metadata.get("stage"):
+        carried = {f"{metadata['stage']}_meta": dict(metadata)}
+    return carried
 
 
 def half_storage(state: dict) -> dict:
@@ -128,10 +137,10 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path
     other = load_checkpoint(rcnet, expected_preset=payload["preset"]) if rcnet is not None else None
     state = combine_state(payload["state_dict"], other["state_dict"] if other else None)
     metadata = {"exported_from": str(checkpoint), "rcnet_from": str(rcnet) if rcnet else "checkpoint",
-                "source_metadata": str(payload.get("metadata", {})),
-                "storage": "float16 (batch-norm statistics float32)" if half else "float32"}
+                "storage": "float16 (batch-norm statistics float32)" if half else "float32",
+                **stage_metadata(payload.get("metadata", {}))}
     if other is not None:
-        metadata["rcnet_source_metadata"] = str(other.get("metadata", {}))
+        metadata["rcnet_meta"] = stage_metadata(other.get("metadata", {})).get("rcnet_meta", other.get("metadata", {}))
     from sahmr_ros.body import load_body_assets
     from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 
