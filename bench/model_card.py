@@ -37,6 +37,7 @@ import sahmr_ros  # noqa: E402
 from sahmr_ros import weights as W  # noqa: E402
 from sahmr_ros.checkpoint import load_checkpoint  # noqa: E402
 from sahmr_ros.errors import SahmrError  # noqa: E402
+from sahmr_ros.io import sha256_file  # noqa: E402
 from sahmr_ros.evaluation.card import (  # noqa: E402
     CARD_METRICS,
     check_data_dir,
@@ -71,7 +72,7 @@ def _weights_info(path: Path) -> tuple[dict, dict]:
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if v.is_floating_point()})
     storage = f"{'/'.join(dtypes)} storage" + (", upcast to float32 on load" if dtypes != ["float32"] else "")
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
-    info = {"file": W.CHECKPOINT_FILENAME, "preset": payload["preset"], "bytes": size, "sha256": W.file_sha256(path),
+    info = {"file": W.CHECKPOINT_FILENAME, "preset": payload["preset"], "bytes": size, "sha256": sha256_file(path),
             "storage": storage, "parameters": int(params), "tensors": len(state)}
     return info, payload.get("metadata", {})
 

@@ -17,7 +17,6 @@ lists missing, unexpected and shape-mismatched keys. The source is read with
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +25,7 @@ import torch
 from sahmr_ros import constants as C
 from sahmr_ros.checkpoint import save_checkpoint
 from sahmr_ros.errors import CheckpointError
+from sahmr_ros.io import sha256_file
 from sahmr_ros.networks.mesh_network import local_key as mesh_local_key
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.networks.sparse import kernel_from_torchsparse
@@ -113,14 +113,6 @@ def _report(missing, unexpected, mismatched) -> str:
     return block("missing", missing) + block("unexpected", unexpected) + block("shape mismatch", mismatched)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def import_checkpoint(source: str | Path, output: str | Path) -> Path:
     """Convert an official release ``.pth`` into a sahmr_ros checkpoint of the ``official`` preset.
 
@@ -156,7 +148,7 @@ def import_checkpoint(source: str | Path, output: str | Path) -> Path:
                               + _report(missing, unexpected, mismatched))
     metadata = {
         "source_file": source.name,
-        "source_sha256": _sha256(source),
+        "source_sha256": sha256_file(source),
         "source_epoch": int(payload.get("epoch", -1)) if isinstance(payload.get("epoch", -1), int) else -1,
         "converter": "sahmr_ros.importer",
         "converter_version": CONVERTER_VERSION,

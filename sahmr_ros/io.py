@@ -44,6 +44,7 @@ Formats written: :func:`write_mesh` (``.ply`` binary little endian, or ``.obj``)
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from sahmr_ros.geometry import check_intrinsics, check_pose
 
 __all__ = [
     "Camera",
+    "sha256_file",
     "DISTORTION_MODELS",
     "normalise_distortion",
     "read_image",
@@ -87,6 +89,15 @@ CLOUD_SUFFIXES = (".npz", ".npy", ".ply", ".pcd", ".obj", ".glb", ".gltf", ".e57
 # ------------------------------------------------------------------------------------------------
 # small helpers
 # ------------------------------------------------------------------------------------------------
+def sha256_file(path: str | Path) -> str:
+    """Return the hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _numbers(value: Any, where: str, what: str) -> np.ndarray:
     """Flatten a (nested) list / string of numbers to float64, or raise naming ``where``."""
     if isinstance(value, str):

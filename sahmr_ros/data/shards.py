@@ -40,6 +40,7 @@ import numpy as np
 from sahmr_ros import constants as C
 from sahmr_ros.data.sample import Sample, Scene, check_key
 from sahmr_ros.errors import InputError
+from sahmr_ros.io import sha256_file
 
 __all__ = [
     "MANIFEST_NAME",
@@ -167,15 +168,6 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
 
 def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=True).encode("utf-8") + b"\n"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -26,7 +26,6 @@ per step, SDF kind, tool version and date.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from sahmr_ros import __version__
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
 from sahmr_ros.geometry import voxelize
+from sahmr_ros.io import sha256_file
 from sahmr_ros.maps.readers import read_scene_geometry, sample_surface
 
 __all__ = ["PrepareOptions", "PreparedScene", "SDF_KINDS", "check_output_path", "fixed_point_voxels", "parse_crop",
@@ -200,14 +200,6 @@ def statistical_outliers(points: np.ndarray, pitch: float = C.SCENE_PITCH_M, k: 
     mean = dist[:, 1:].mean(axis=1)
     threshold = max(mean.mean() + std_ratio * mean.std(), min_pitches * pitch)
     return mean > threshold
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sdf_grid_shape(lo: np.ndarray, hi: np.ndarray, spacing: float) -> tuple[np.ndarray, float]:
@@ -376,7 +368,7 @@ def prepare_scene(path: str | Path, options: PrepareOptions = PrepareOptions()) 
     provenance = {
         "tool": TOOL, "sahmr_ros_version": __version__,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
+        "input": {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
                   "format": geometry.kind, "mesh": geometry.is_mesh},
         "transform_map_input": None if options.transform is None else np.asarray(options.transform).tolist(),
         "crop_map": None if options.crop is None else {"min": options.crop[0].tolist(),

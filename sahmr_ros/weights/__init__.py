@@ -17,12 +17,12 @@ that is loaded. :meth:`sahmr_ros.pipeline.Pipeline.embedded_default` loads it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from sahmr_ros.errors import CheckpointError
+from sahmr_ros.io import sha256_file
 
 __all__ = [
     "CARD_FILENAME",
@@ -37,7 +37,6 @@ __all__ = [
     "ShippedWeights",
     "describe",
     "display_path",
-    "file_sha256",
     "read_card",
     "shipped_weights",
 ]
@@ -58,15 +57,6 @@ RESTORE_HINT = ("restore the shipped files with `git checkout sahmr_ros/weights/
 def display_path(filename: str) -> str:
     """Return how messages name a shipped file: ``sahmr_ros/weights/<filename>``, wherever installed."""
     return f"sahmr_ros/weights/{filename}"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_card(directory: str | Path | None = None) -> dict:
@@ -142,7 +132,7 @@ def shipped_weights(directory: str | Path | None = None) -> ShippedWeights:
         raise CheckpointError(f"{where}: {size} bytes, its model card says {recorded.get('bytes')}: the file is "
                               f"truncated or corrupt, or was replaced without regenerating the card "
                               f"(bench/model_card.py); {RESTORE_HINT}")
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     if digest != recorded.get("sha256"):
         raise CheckpointError(f"{where}: sha256 {digest[:16]}... differs from its model card's "
                               f"{str(recorded.get('sha256'))[:16]}...: the file is corrupt, or was replaced "
