@@ -138,6 +138,32 @@ def _add_node_param_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=type(default), default=default, help=help_text)
 
 
+def _add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ``tracking.*`` node parameter (``--tracking-beta``...), defaults and help from its table."""
+    from dataclasses import fields
+
+    from sahmr_ros.tracking import TRACKING_PARAMETERS, TrackingParams
+
+    group = parser.add_argument_group("tracking and smoothing (the node's tracking.* parameters)")
+    for f in fields(TrackingParams):
+        flag = "--tracking-" + f.name.replace("_", "-")
+        help_text = f"{TRACKING_PARAMETERS[f.name]} (default: {f.default!r})"
+        if isinstance(f.default, bool):
+            group.add_argument(flag, dest=f"tracking_{f.name}", action=argparse.BooleanOptionalAction,
+                               default=f.default, help=help_text)
+        else:
+            group.add_argument(flag, dest=f"tracking_{f.name}", type=type(f.default), default=f.default,
+                               help=help_text)
+
+
+def _tracking_params_from_args(args: argparse.Namespace):
+    from dataclasses import fields
+
+    from sahmr_ros.tracking import TrackingParams
+
+    return TrackingParams(**{f.name: getattr(args, f"tracking_{f.name}") for f in fields(TrackingParams)})
+
+
 def _node_params_from_args(args: argparse.Namespace):
     from dataclasses import fields
 
@@ -161,6 +187,7 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     from sahmr_ros.ros.core import build_pipeline
 
     params = _node_params_from_args(args)
+    tracking = _tracking_params_from_args(args)
     check_bag_paths(args.input, args.output)  # before the minutes a model may take to load
     pipe = build_pipeline(params)
     print(f"weights: {pipe.weights_description}; device {pipe.device}")
@@ -168,7 +195,7 @@ def _cmd_bag(args: argparse.Namespace) -> int:
         scene = pipe.set_scene(read_point_cloud(args.scene, sample_mesh_surface=True))
         print(f"scene from {args.scene}: {len(scene)} voxels (a scene topic in the bag replaces it)")
     summary = run_bag(args.input, args.output, params, pipe, copy_inputs=args.copy_inputs, distro=args.distro,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, tracking=tracking)
     print("\n".join(summary.lines()))
     failure = summary.no_frame_line()
     if failure:
@@ -255,7 +282,8 @@ def synth_config_from_args(args: argparse.Namespace):
     from sahmr_ros.data.synth import SynthConfig
 
     return SynthConfig(split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
-                       seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir)
+                       seed=args.seed, people=(args.min_people, args.max_people), model_dir=args.model_dir,
+                       sequence=args.sequence, fps=args.fps)
 
 
 def _cmd_scene_prepare(args: argparse.Namespace) -> int:
@@ -389,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--distro", default="jazzy", choices=("jazzy", "humble"), help="message definitions")
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_node_param_options(bag)
+    _add_tracking_options(bag)
     bag.set_defaults(func=_cmd_bag)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a data split (the paper's metrics, report and plots)",
@@ -441,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     bags.add_argument("--bags", dest="bags", action="store_true", default=None,
                       help="also write rosbag2 files (default: for the test split)")
     bags.add_argument("--no-bags", dest="bags", action="store_false", help="no rosbag2 files")
+    syn.add_argument("--sequence", action="store_true",
+                     help="each room is one sequence of --frames-per-scene frames at --fps: people walking along "
+                          "floor paths and people standing or sitting still, a moving camera, track ids in the "
+                          "ground truth (bags: the frame period, detections without ids)")
+    syn.add_argument("--fps", type=float, default=10.0, help="frames per second of a sequence (default: 10)")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_cmd_synth)
 

@@ -460,3 +460,18 @@ def test_core_time_jump_restarts_the_tracks_and_says_so(ts):
     for tp in outs[3].tracks:  # no memory of before the jump
         np.testing.assert_array_equal(tp.smoothed.vertices_map, tp.raw.vertices_map)
     assert core.status()[2]["tracking_resets"] == 1
+
+
+def test_cli_options_reach_the_tracking_and_sequence_configs():
+    from sahmr_ros.cli import _tracking_params_from_args, build_parser, synth_config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["bag", "in.mcap", "-o", "out", "--no-tracking-publish-smoothed", "--tracking-beta", "0.5",
+                              "--tracking-gate-iou", "0.2"])
+    assert _tracking_params_from_args(args) == TrackingParams(publish_smoothed=False, beta=0.5, gate_iou=0.2)
+    assert _tracking_params_from_args(parser.parse_args(["bag", "in.mcap", "-o", "out"])) == TrackingParams()
+    config = synth_config_from_args(parser.parse_args(["synth", "--out", "d", "--sequence", "--fps", "15"]))
+    assert config.sequence and config.fps == 15.0
+    assert not synth_config_from_args(parser.parse_args(["synth", "--out", "d"])).sequence
+    with pytest.raises(InputError, match="fps"):
+        synth_config_from_args(parser.parse_args(["synth", "--out", "d", "--sequence", "--fps", "0"]))
