@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sahmr_ros.checkpoint import load_checkpoint, save_checkpoint
+from sahmr_ros.errors import CheckpointError
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.training.export import export_weights, recalibrate_batchnorm, training_batches
 
@@ -58,6 +59,13 @@ def test_export_combines_the_stages_and_stores_float16(body, synthetic_model_dir
         else:
             assert torch.equal(v, src), k
     assert out.stat().st_size < 0.6 * pa.stat().st_size
+    # an RCNet of another width: the keys match, the strict load names the first mismatching shape
+    wide = {k: (torch.zeros(v.shape[0] + 1, *v.shape[1:]) if k == "rcnet.root_net.out_conv.bias" else v)
+            for k, v in sb.items()}
+    bad = tmp_path / "wide.pt"
+    torch.save({**load_checkpoint(pb), "state_dict": wide}, bad)
+    with pytest.raises(CheckpointError, match="does not fit the small preset: size mismatch for rcnet.root_net"):
+        export_weights(pa, tmp_path / "x.pt", rcnet=bad, model_dir=synthetic_model_dir)
     fresh = _model(body, 3)
     fresh.load_state_dict(state)  # strict; copies upcast to float32
     assert next(fresh.parameters()).dtype == torch.float32

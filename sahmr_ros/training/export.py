@@ -33,15 +33,18 @@ _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 def combine_state(base: dict, rcnet: dict | None) -> dict:
     """Return ``base``'s state dict with every ``rcnet.*`` tensor taken from ``rcnet`` (when given).
 
+    Shapes may differ (an RCNet of another width); the strict load into the preset's model checks them.
+
     Raises:
-        CheckpointError: the two do not hold the same RCNet keys and shapes.
+        CheckpointError: the two do not hold the same RCNet keys.
     """
     if rcnet is None:
         return dict(base)
-    ours = {k: v for k, v in base.items() if k.startswith("rcnet.")}
+    ours = {k for k in base if k.startswith("rcnet.")}
     theirs = {k: v for k, v in rcnet.items() if k.startswith("rcnet.")}
-    if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
-        raise CheckpointError("--rcnet: its RCNet keys or shapes differ from the checkpoint's (another preset?)")
+    if ours != theirs.keys():
+        raise CheckpointError(f"--rcnet: its RCNet keys differ from the checkpoint's ({len(ours ^ theirs.keys())} "
+                              f"keys, e.g. {sorted(ours ^ theirs.keys())[:3]}): another preset?")
     return {k: (theirs[k] if k in theirs else v) for k, v in base.items()}
 
 
@@ -153,7 +156,12 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path
         model_dir = write_synthetic_model_dir(tmp.name)
     body = load_body_assets(model_dir)
     model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as exc:  # shape mismatches: torch lists them, one per line after the first
+        lines = str(exc).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(exc)
+        raise CheckpointError(f"{checkpoint}: does not fit the {payload['preset']} preset: {first}") from None
     if precise_bn_data is not None:
         used = recalibrate_batchnorm(model, training_batches(precise_bn_data, body, split, batches, seed=seed),
                                      seed=seed)
