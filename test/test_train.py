@@ -291,8 +291,11 @@ def test_init_rcnet_takes_the_rcnet_of_another_checkpoint(data, tmp_path, synthe
         Trainer(config_from_dict({**values, "init_rcnet": str(official)}), tmp_path / "run2", progress=False)
 
 
-def test_ctrl_c_writes_a_checkpoint_and_exits_without_a_traceback(data, tmp_path, synthetic_model_dir):
-    """SIGINT to the whole process group (as a terminal's Ctrl-C, DataLoader workers included)."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_exits_without_a_traceback(
+        how, data, tmp_path, synthetic_model_dir):
+    """SIGINT to the whole process group (a terminal's Ctrl-C, DataLoader workers included), or SIGTERM to the
+    main process (``kill``, a scheduler's pre-emption)."""
     import signal
     import subprocess
     import sys
@@ -311,7 +314,10 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_without_a_traceback(data, tmp_path
         if log.exists() and '"kind": "train"' in log.read_text():
             break
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "interrupted" in err, err

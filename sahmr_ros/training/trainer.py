@@ -26,10 +26,13 @@ number of processes and workers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -559,6 +562,27 @@ def train(config: TrainConfig | None, run_dir: str | Path, *, resume: bool = Fal
         config = config.replace(init=str(Path(init).resolve()))
     trainer = Trainer(config, run_dir, resume=resume, progress=progress)
     try:
-        return trainer.run(until_step=until_step, max_seconds=max_seconds)
+        with _sigterm_interrupts():
+            return trainer.run(until_step=until_step, max_seconds=max_seconds)
     finally:
         trainer.close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (``kill``, a scheduler's pre-emption) stops the run as Ctrl-C does: with a checkpoint.
+
+    Only in the main thread (signal handlers cannot be set elsewhere); the previous handler comes back after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
