@@ -6,8 +6,8 @@ x axis is the optimiser steps since the random initialisation. The fit is ``err 
 squares in log-log over the records at or after ``--fit-from``; the budget to reach ``--target`` follows
 from it (steps, persons seen at ``--batch`` persons per step, and hours at ``--seconds-per-step``).
 
-    python bench/val_curve.py /tmp/runs/rc /tmp/s3/runs/rc2:1200 --metric root_error_mm --target 150 \\
-        --batch 8 --seconds-per-step 0.75 -o docs/val_curve_root.png
+    python bench/val_curve.py /tmp/runs/rc=RCNet /tmp/s3/runs/rc2:1200="continued" --fit-runs 1 \\
+        --metric root_error_mm --target 150 --batch 8 --seconds-per-step 1.2 -o docs/val_curve_root.png
 
 Prints one line per record and the fit; writes the PNG (log-log axes, data and fitted line).
 """
@@ -23,7 +23,8 @@ import numpy as np
 
 
 def read_validations(spec: str, metric: str) -> tuple[str, np.ndarray, np.ndarray]:
-    """Return (label, steps since init, metric values) of one ``RUN_DIR[:OFFSET]``."""
+    """Return (label, steps since init, metric values) of one ``RUN_DIR[:OFFSET][=LABEL]``."""
+    spec, _, label = spec.partition("=")
     path, _, offset = spec.partition(":")
     records = [json.loads(line) for line in (Path(path) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     val = [r for r in records if r.get("kind") == "val" and r.get(metric) is not None]
@@ -31,7 +32,7 @@ def read_validations(spec: str, metric: str) -> tuple[str, np.ndarray, np.ndarra
         raise SystemExit(f"val_curve: {path}/metrics.jsonl has no validation record with {metric!r}")
     steps = np.array([r["step"] for r in val], dtype=np.float64) + float(offset or 0)
     values = np.array([r[metric] for r in val], dtype=np.float64)
-    return Path(path).name, steps, values
+    return label or Path(path).name, steps, values
 
 
 def power_law(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
@@ -42,7 +43,8 @@ def power_law(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="RUN_DIR[:OFFSET] (OFFSET: the step its init checkpoint had)")
+    ap.add_argument("runs", nargs="+", help="RUN_DIR[:OFFSET][=LABEL] (OFFSET: the step its init checkpoint had)")
+    ap.add_argument("--fit-runs", type=int, default=None, help="fit only the first N runs (default: all)")
     ap.add_argument("--metric", default="root_error_mm")
     ap.add_argument("--target", type=float, default=150.0, help="value to reach (the metric's unit)")
     ap.add_argument("--fit-from", type=float, default=0.0, help="fit only records at or after this step")
@@ -58,13 +60,14 @@ def main(argv=None) -> int:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     all_steps, all_values = [], []
-    for spec in args.runs:
+    for i, spec in enumerate(args.runs):
         label, steps, values = read_validations(spec, args.metric)
         for s, v in zip(steps, values):
             print(f"{label} step {s:8.0f}  {args.metric} {v:9.1f}")
         ax.plot(steps, values, "o-", ms=3, label=label)
-        all_steps.append(steps)
-        all_values.append(values)
+        if args.fit_runs is None or i < args.fit_runs:
+            all_steps.append(steps)
+            all_values.append(values)
     steps, values = np.concatenate(all_steps), np.concatenate(all_values)
     keep = steps >= args.fit_from
     if keep.sum() < 2:
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
     a, b = power_law(steps[keep], values[keep])
     print(f"fit: {args.metric} = {a:.4g} * steps^-{b:.4f} over {int(keep.sum())} records "
           f"(steps {steps[keep].min():.0f}-{steps[keep].max():.0f})")
-    grid = np.geomspace(steps[keep].min(), steps.max() * 4, 50)
+    grid = np.geomspace(steps[keep].min(), steps.max() * 8, 50)
     if b > 0:
         need = (a / args.target) ** (1.0 / b)
         budget = f"{need:.3g} steps = {need * args.batch:.3g} persons seen"
