@@ -204,28 +204,33 @@ def test_node_without_a_checkpoint_exits_with_a_clear_message(graph_env):
 def test_scene_publisher_latches_a_file_in_the_map_frame(graph_env, demo_scene, tmp_path):
     from sahmr_ros.geometry import voxel_downsample
     from sahmr_ros.ros.conversions import pointcloud2_to_xyz
-    from sahmr_ros.ros.messages import RclpyFactory
 
     path = tmp_path / "room.npz"
     np.savez(path, points=demo_scene.scene_points_map[::7])
+    cloud = _latched_cloud_of_the_scene_publisher(graph_env, path, subscribe_after_s=3.0)
+    assert cloud.header.frame_id == "map"
+    want = voxel_downsample(demo_scene.scene_points_map[::7], 0.02)
+    np.testing.assert_allclose(np.sort(pointcloud2_to_xyz(cloud), axis=0), np.sort(want, axis=0), atol=1e-5)
+
+
+def _latched_cloud_of_the_scene_publisher(graph_env, path, subscribe_after_s: float = 0.0):
+    """Run sahmr_scene_publisher on ``path`` (topic /room) and return the PointCloud2 a late subscriber gets."""
+    from sahmr_ros.ros.messages import RclpyFactory
+
     proc = subprocess.Popen([sys.executable, "-P", "-m", "sahmr_ros.ros.scene_publisher", "--ros-args",
                              "-p", f"file:={path}", "-p", "topic:=/room"], env=graph_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with _graph_node("scene_listener") as (node, executor):
             received = []
-            time.sleep(3.0)  # subscribe after the one publication: only a latched cloud still arrives
+            time.sleep(subscribe_after_s)  # subscribing after the one publication: only a latched cloud arrives
             node.create_subscription(RclpyFactory().message_class("sensor_msgs/msg/PointCloud2"), "/room",
                                      received.append, _latched_qos())
             deadline = time.monotonic() + 60
             while not received and time.monotonic() < deadline and proc.poll() is None:
                 executor.spin_once(timeout_sec=0.1)
             assert received, "no latched cloud on /room"
-            cloud = received[0]
-            assert cloud.header.frame_id == "map"
-            want = voxel_downsample(demo_scene.scene_points_map[::7], 0.02)
-            np.testing.assert_allclose(np.sort(pointcloud2_to_xyz(cloud), axis=0), np.sort(want, axis=0),
-                                       atol=1e-5)
+            return received[0]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -238,7 +243,6 @@ def test_a_robot_map_goes_through_scene_prepare_into_the_latched_scene(graph_env
     from sahmr_ros.cli import main
     from sahmr_ros.io import read_point_cloud
     from sahmr_ros.ros.conversions import pointcloud2_to_xyz
-    from sahmr_ros.ros.messages import RclpyFactory
 
     points = demo_scene.scene_points_map[::5].astype(np.float64) - np.array([1.0, 2.0, 0.0])  # map = file + (1, 2, 0)
     points = np.vstack([points, np.full((3, 3), np.nan)])
@@ -249,21 +253,6 @@ def test_a_robot_map_goes_through_scene_prepare_into_the_latched_scene(graph_env
     want = read_point_cloud(prepared)
     assert np.isfinite(want).all() and len(want) > 1000
     assert np.allclose(want.min(axis=0), demo_scene.scene_points_map[::5].min(axis=0), atol=0.03)
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "sahmr_ros.ros.scene_publisher", "--ros-args",
-                             "-p", f"file:={prepared}", "-p", "topic:=/room"], env=graph_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        with _graph_node("prepared_scene_listener") as (node, executor):
-            received = []
-            node.create_subscription(RclpyFactory().message_class("sensor_msgs/msg/PointCloud2"), "/room",
-                                     received.append, _latched_qos())
-            deadline = time.monotonic() + 60
-            while not received and time.monotonic() < deadline and proc.poll() is None:
-                executor.spin_once(timeout_sec=0.1)
-            assert received, "no latched cloud on /room"
-            got = pointcloud2_to_xyz(received[0])
-            # the prepared cloud is a fixed point of the voxelisation: latched as stored, bit for bit
-            assert np.array_equal(np.sort(got, axis=0), np.sort(want.astype(np.float32), axis=0))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    got = pointcloud2_to_xyz(_latched_cloud_of_the_scene_publisher(graph_env, prepared))
+    # the prepared cloud is a fixed point of the voxelisation: latched as stored, bit for bit
+    assert np.array_equal(np.sort(got, axis=0), np.sort(want.astype(np.float32), axis=0))
