@@ -66,7 +66,8 @@ NODE_ARGUMENTS = {
     "demo": ("bool", "true: embedded default weights (synthetic body; small preset trained on synthetic data, "
                      "sahmr_ros/weights/MODEL_CARD.md) instead of a checkpoint"),
     "device": ("str", "auto, cpu, cuda or cuda:N"),
-    "precision": ("str", "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)"),
+    "precision": ("str", "fp32, fp16 / bf16 autocast (geometry stays float32; CPU or CUDA), or auto: bf16 on CPUs "
+                         "with AVX512-BF16 / AMX, else fp32"),
     "score_threshold": ("float", "detections scoring below this are ignored"),
     "class_ids": ("str_list", "comma-separated detection classes that are people, e.g. person or person,0"),
     "max_persons": ("int", "at most this many people per frame"),

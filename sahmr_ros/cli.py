@@ -99,7 +99,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
           f"{len(inputs.boxes)} boxes")
     config = PipelineConfig(device=args.device, precision=args.precision)
     pipe = Pipeline.from_model_dir(args.model_dir, checkpoint=args.checkpoint, config=config)
-    print(f"[2/3] weights: {pipe.weights_description}; device {pipe.device}")
+    print(f"[2/3] weights: {pipe.weights_description}; device {pipe.device}, precision {pipe.precision}")
     summary = run_infer(inputs, pipe, args.output, mesh_format=args.mesh_format)
     for p in summary["persons"]:
         x, y, z = p["root_map"]
@@ -242,7 +242,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             model_dir = Path(args.model_dir)
             pipe = Pipeline.from_model_dir(model_dir, checkpoint=args.checkpoint, config=config)
         j_regressor = load_h36m_regressor(Path(model_dir) / C.H36M_REGRESSOR_FILENAME)
-    print(f"weights: {pipe.weights_description}; device {pipe.device}, precision {args.precision}")
+    print(f"weights: {pipe.weights_description}; device {pipe.device}, precision {pipe.precision}")
     if args.untrained:
         print("!! demo --untrained: the weights are UNTRAINED (random); the metrics are a floor, not the method's")
     out = Path(args.output)
@@ -256,7 +256,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     run = {"command": "sahmr eval", "sahmr_ros_version": __version__, "data": str(data.root),
            "data_kind": data.kind, "split": data.split, "body_model": data.body_model,
            "weights": pipe.weights_description, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-           "untrained": bool(args.untrained), "device": str(pipe.device), "precision": args.precision,
+           "untrained": bool(args.untrained), "device": str(pipe.device), "precision": pipe.precision,
            "limit": args.limit, "path_description": described}
     report = write_report(result, out, run, faces=pipe.faces, plots=not args.no_plots)
     m = report["metrics"]["overall"]
@@ -400,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="non-zero distortion: undistort the image (default) or refuse it")
     inf.add_argument("--mesh-format", choices=("ply", "obj"), default="ply", help="mesh files (default: ply)")
     inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    inf.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                     help="fp16/bf16 autocast: networks in half precision, geometry in float32 (default fp32)")
+    inf.add_argument("--precision", default="fp32", choices=C.PRECISIONS,
+                     help="fp16/bf16 autocast: networks in half precision, geometry in float32; auto: bf16 on CPUs "
+                          "with AVX512-BF16 / AMX, else fp32 (default fp32)")
     inf.set_defaults(func=_cmd_infer)
 
     bag_description = ("Replays INPUT through exactly the node's code path (latched scene, synchronisation, TF "
@@ -445,8 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluate the node's code path on the split's rosbag2 files (DATA/bags/<split>/)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    ev.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                    help="fp16/bf16 autocast: networks in half precision, geometry in float32 (default fp32)")
+    ev.add_argument("--precision", default="fp32", choices=C.PRECISIONS,
+                    help="fp16/bf16 autocast: networks in half precision, geometry in float32; auto: bf16 on CPUs "
+                         "with AVX512-BF16 / AMX, else fp32 (default fp32)")
     ev.add_argument("--no-plots", action="store_true", help="write the tables only")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)

@@ -119,3 +119,8 @@ SEG_PART_NAMES = ("default", "L_Leg", "R_Leg", "L_Hand", "R_Hand", "back", "glut
 # 3.1416 as the official code (`init_pose[:, 0] = 3.1416`) so the template matches the one the released
 # weights were trained with (pi would move template vertices by up to 7e-6 m).
 TEMPLATE_GLOBAL_ORIENT_X = 3.1416
+
+# --- run-time options -------------------------------------------------------------------------------
+# Inference precisions (PipelineConfig.precision, the node's precision, --precision): fp32; bf16 / fp16
+# autocast of the networks; auto, resolved by sahmr_ros.networks.precision.resolve_precision.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")

@@ -33,6 +33,7 @@ from sahmr_ros.geometry import (
     square_crop_boxes,
     transform_points,
 )
+from sahmr_ros.networks.precision import autocast_dtype, resolve_precision
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.scene import Scene
 
@@ -66,7 +67,9 @@ class PipelineConfig:
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, or ``"fp16"`` / ``"bf16"``: the networks run under autocast (CUDA or
             CPU); geometry (roots, scene points, voxels, offsets, vertices) and the linear-attention
-            sums stay float32 whatever the precision (see ``networks.precision``).
+            sums stay float32 whatever the precision (see ``networks.precision``). ``"auto"``: bf16 on
+            a CPU with AVX512-BF16 or AMX, else fp32 (fp32 on CUDA; :func:`~sahmr_ros.networks.precision.
+            resolve_precision`).
         scene_pitch: voxel size the scene is reduced to by :meth:`Pipeline.set_scene` (None: as given).
         max_persons: at most this many boxes per frame (highest scores first); None: no limit.
     """
@@ -75,6 +78,9 @@ class PipelineConfig:
     precision: str = "fp32"
     scene_pitch: float | None = C.SCENE_PITCH_M
     max_persons: int | None = None
+
+    def __post_init__(self):
+        resolve_precision(self.precision, "cpu")  # refuses an unknown precision here, naming the choices
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -87,12 +93,13 @@ class PipelineConfig:
             raise InputError(f"device: {self.device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
         return dev
 
-    def autocast_dtype(self) -> torch.dtype | None:
-        """Return the autocast dtype of ``precision`` (None: fp32, no autocast)."""
-        table = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-        if self.precision not in table:
-            raise InputError(f"precision: {self.precision!r} unknown; choose fp32, fp16 or bf16")
-        return table[self.precision]
+    def resolved_precision(self, device: torch.device | str | None = None) -> str:
+        """Return ``precision`` with ``auto`` resolved for ``device`` (None: :meth:`resolved_device`)."""
+        return resolve_precision(self.precision, self.resolved_device() if device is None else device)
+
+    def autocast_dtype(self, device: torch.device | str | None = None) -> torch.dtype | None:
+        """Return the autocast dtype of the precision on ``device`` (None: fp32, no autocast)."""
+        return autocast_dtype(self.resolved_precision(device))
 
 
 @dataclass
@@ -195,7 +202,8 @@ class Pipeline:
 
         self.config = config
         self.device = config.resolved_device()
-        self.autocast_dtype = config.autocast_dtype()
+        self.precision = config.resolved_precision(self.device)  # "auto" resolved: fp32, bf16 or fp16
+        self.autocast_dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
         self.faces = np.asarray(faces, dtype=np.int64)
         self.mesh_levels = mesh_levels or {C.NUM_VERTICES: full_mesh_level(faces)}

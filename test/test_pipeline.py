@@ -149,11 +149,36 @@ def test_frame_level_bad_input_raises_naming_the_field(pipe, demo_scene, synthet
 
 
 def test_precision_and_device_options_are_checked():
-    with pytest.raises(InputError, match="precision"):
-        PipelineConfig(precision="fp8").autocast_dtype()
+    with pytest.raises(InputError, match="precision: 'fp8' unknown; choose fp32, bf16, fp16, auto"):
+        PipelineConfig(precision="fp8")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             PipelineConfig(device="cuda").resolved_device()
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_precision_is_bf16_on_cpus_with_native_bf16_only(monkeypatch, synthetic_model_dir, has_bf16):
+    """auto: bf16 where the CPU has AVX512-BF16 / AMX, else fp32; fp32 on CUDA; explicit ones unchanged."""
+    import sahmr_ros.networks.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: has_bf16)
+    expected = "bf16" if has_bf16 else "fp32"
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("auto", "cuda") == "fp32"
+    assert precision.resolve_precision("fp16", "cpu") == "fp16"
+    pipe = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision="auto"))
+    assert pipe.precision == expected
+    assert pipe.autocast_dtype == (torch.bfloat16 if has_bf16 else None)
+
+
+def test_bf16_is_detected_from_the_cpuinfo_flags(tmp_path):
+    from sahmr_ros.networks.precision import cpu_supports_bf16
+
+    for flags, expected in (("fpu avx512f avx512_bf16", True), ("fpu amx_tile amx_bf16", True),
+                            ("fpu avx2 avx512f avx512bw", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_supports_bf16(tmp_path / "cpuinfo") is expected
+    assert cpu_supports_bf16(tmp_path / "missing") is False  # not Linux: no bf16 assumed
 
 
 # Half precision on CPU against fp32, same weights and frame (depth pinned at 3 m: roots at 3.5 and

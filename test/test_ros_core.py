@@ -262,6 +262,9 @@ def test_node_params_are_checked():
         NodeParams(distortion="sometimes")
     with pytest.raises(InputError, match="unknown"):
         NodeParams.from_mapping({"slop": 0.1})
+    with pytest.raises(InputError, match="precision: 'fp8' unknown; choose one of fp32, bf16, fp16, auto"):
+        NodeParams(precision="fp8")
+    assert NodeParams(precision="auto").precision == "auto"
     assert NodeParams.from_mapping({"class_ids": ["0", "person"]}).class_ids == ("0", "person")
 
 

@@ -6,15 +6,66 @@ steps between 4 and 8 m, and fp16 overflows at 65504. So geometry (roots, anchor
 voxel coordinates and centres, offsets, vertices, the softmax-weighted refined root) and sums over
 many tokens (the linear-attention normaliser) run in float32 or better, with autocast switched off
 (:func:`full_precision`); only what a network layer consumes is cast by autocast.
+
+``auto`` (:func:`resolve_precision`) picks bf16 where the CPU computes it natively (AVX512-BF16 or AMX:
+oneDNN runs bf16 convolutions and GEMMs on those units), fp32 elsewhere and on CUDA.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
-__all__ = ["full_precision", "at_least_float32"]
+from sahmr_ros.constants import PRECISIONS
+from sahmr_ros.errors import InputError
+
+__all__ = ["PRECISIONS", "at_least_float32", "autocast_dtype", "cpu_supports_bf16", "full_precision",
+           "resolve_precision"]
+
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# /proc/cpuinfo flags of native bf16 arithmetic: AVX512-BF16 (dot products) and AMX (tile matrix multiply)
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Tell whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), from its cpuinfo flags.
+
+    torch's own report (``torch.backends.cpu.get_cpu_capability()``) stops at ``"AVX512"`` and does not
+    say whether the bf16 instructions exist, so the kernel's flags decide. Where ``cpuinfo`` cannot be
+    read (not Linux), False: without those instructions bf16 is emulated and slower than fp32.
+    """
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return False
+    return bool(flags & _BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """Return the precision inference runs in on ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    ``auto``: bf16 on a CPU with AVX512-BF16 or AMX (:func:`cpu_supports_bf16`), else fp32. On CUDA
+    ``auto`` is fp32: the half-precision error of the trained weights is measured on CPU only
+    (``bench/precision.py``), and the small preset is not limited by GPU arithmetic; ask for fp16 /
+    bf16 explicitly there. The other values are returned as they are.
+
+    Raises:
+        InputError: an unknown precision (the message lists the choices).
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision: {precision!r} unknown; choose {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cpu" and cpu_supports_bf16() else "fp32"
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """Return the autocast dtype of a resolved precision (None: fp32, no autocast)."""
+    if precision not in _AUTOCAST_DTYPES:
+        raise InputError(f"precision: {precision!r} is not resolved; expected one of {', '.join(_AUTOCAST_DTYPES)}")
+    return _AUTOCAST_DTYPES[precision]
 
 
 def full_precision(device: torch.device | str):

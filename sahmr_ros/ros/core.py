@@ -100,6 +100,8 @@ class NodeParams:
     def __post_init__(self):
         if self.distortion not in DISTORTION_RULES:
             raise InputError(f"distortion: {self.distortion!r} unknown; choose one of {', '.join(DISTORTION_RULES)}")
+        if self.precision not in C.PRECISIONS:
+            raise InputError(f"precision: {self.precision!r} unknown; choose one of {', '.join(C.PRECISIONS)}")
         if self.image_qos not in ("sensor_data", "reliable"):
             raise InputError(f"image_qos: {self.image_qos!r} unknown; choose sensor_data or reliable")
         for name in ("slop_s", "tf_timeout_s", "marker_lifetime_s", "diagnostics_period_s"):
@@ -144,7 +146,8 @@ PARAMETERS: dict[str, str] = {
     "demo": "use the embedded default (synthetic body, the small-preset weights shipped in sahmr_ros/weights/, "
             "trained on synthetic data: see its MODEL_CARD.md) instead of a checkpoint",
     "device": "auto, cpu, cuda or cuda:N",
-    "precision": "fp32, or fp16 / bf16 autocast (geometry stays float32; CPU or CUDA)",
+    "precision": "fp32, fp16 / bf16 autocast (geometry stays float32; CPU or CUDA), or auto: bf16 on CPUs with "
+                 "AVX512-BF16 / AMX, else fp32",
     "score_threshold": "detections scoring below this are ignored",
     "class_ids": "detection classes that are people (strings, e.g. person or 0); empty: every class",
     "max_persons": "at most this many people per frame (highest scores first)",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from sahmr_ros.errors import InputError
+from sahmr_ros.networks.precision import cpu_supports_bf16  # re-exported: the one detection, shared with inference
 
 __all__ = ["Distributed", "capture_rng", "cpu_supports_bf16", "init_distributed", "resolve_precision",
            "restore_rng"]
@@ -94,16 +94,6 @@ def init_distributed(device: str = "auto") -> Distributed:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
     return Distributed(dist.get_rank(), dist.get_world_size(), local, dev, started_here=True)
-
-
-def cpu_supports_bf16() -> bool:
-    """Tell whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set(text.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
