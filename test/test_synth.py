@@ -33,7 +33,11 @@ CONFIG = SynthConfig(split="test", scenes=2, frames_per_scene=2, seed=7)
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "data"
+    import torch
+
+    threads = torch.get_num_threads()
     stats = synthesize(out, CONFIG, workers=1, progress=False)
+    assert torch.get_num_threads() == threads  # the generator's one-thread setting does not leak to the caller
     assert stats["samples"] == 4
     return out
 

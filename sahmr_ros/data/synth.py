@@ -380,17 +380,29 @@ def _camera_poses(room, camera: CameraModel, centres, frames_people, times, rng)
 def generate_scene(config: SynthConfig, index: int, model_dir: str, body_model_name: str):
     """Generate scene ``index`` of ``config`` and its frames.
 
+    Runs torch on one thread (workers are processes; small body-model batches run fastest so) and gives the
+    caller's thread count back.
+
     Returns:
         ``(Scene, [Sample, ...], timings)``: timings are seconds per stage (room, cloud, sdf,
         place, camera, render, ground_truth).
     """
     import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _generate_scene(config, index, model_dir, body_model_name)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _generate_scene(config: SynthConfig, index: int, model_dir: str, body_model_name: str):
     from scipy.spatial import cKDTree
 
     from sahmr_ros.data.rooms import make_room
     from sahmr_ros.geometry import invert_transform
 
-    torch.set_num_threads(1)  # workers are processes; small body-model batches run fastest on one thread
     timings = dict.fromkeys(("room", "cloud", "sdf", "place", "camera", "render", "ground_truth"), 0.0)
     seq = _seed(config.seed, config.split, index)
     scene_seed = int(seq.generate_state(1)[0])
