@@ -60,7 +60,9 @@ def test_card_check_metrics_are_reproduced(tmp_path, one_torch_thread):
     result = evaluate_embedded(tmp_path / "check", device="cpu")
     assert result["weights"].startswith(W.shipped_weights().description)
     bad = compare_metrics(result["metrics"], check["metrics"], check["tolerance"])
-    assert not bad, "check metrics differ from the model card:\n" + "\n".join(bad)
+    assert not bad, ("check metrics differ from the model card:\n" + "\n".join(bad) + "\nIf the generator or the "
+                     "pipeline changed on purpose, regenerate the card: python bench/model_card.py --weights "
+                     "sahmr_ros/weights/small_synthetic.pt --train-info sahmr_ros/weights/small_synthetic.json")
 
 
 def _copy_shipped(tmp_path, with_checkpoint=True):
