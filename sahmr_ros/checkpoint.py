@@ -17,7 +17,7 @@ import torch
 
 from sahmr_ros.errors import CheckpointError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "load_state_strict"]
 
 FORMAT = "sahmr_ros"
 FORMAT_VERSION = 1
@@ -81,3 +81,28 @@ def load_checkpoint(path: str | Path, expected_preset: str | None = None) -> dic
             f"{expected_preset!r}; pass --preset {payload.get('preset')} or another checkpoint"
         )
     return payload
+
+
+def load_state_strict(model: torch.nn.Module, state_dict: dict, where: str, preset: str) -> None:
+    """Load every tensor of ``state_dict`` into ``model``, and nothing else; half-precision storage is upcast.
+
+    Args:
+        model: the module to fill (float32 parameters).
+        state_dict: its weights (fp16 / bf16 storage allowed).
+        where: how messages name the source, e.g. ``"checkpoint runs/x.pt"``.
+        preset: the preset the model was built for (named in messages).
+
+    Raises:
+        CheckpointError: ``"<where>: does not fit the <preset> preset: ..."`` with the missing and unexpected
+            keys, or the first tensor of another shape.
+    """
+    state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state_dict.items()}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ: torch lists one mismatch per line after the first
+        lines = str(exc).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(exc)
+        raise CheckpointError(f"{where}: does not fit the {preset} preset: {first}") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: does not fit the {preset} preset: {len(missing)} missing keys (first: "
+                              f"{missing[:5]}), {len(unexpected)} unexpected keys (first: {unexpected[:5]})")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sahmr_ros import constants as C
-from sahmr_ros.checkpoint import load_checkpoint
+from sahmr_ros.checkpoint import load_checkpoint, load_state_strict
 from sahmr_ros.errors import CheckpointError, InputError
 from sahmr_ros.geometry import (
     check_intrinsics,
@@ -233,7 +233,7 @@ class Pipeline:
         model = SAHMR(SAHMRConfig.from_preset(preset), body)
         description = f"{preset} preset, untrained (no checkpoint)"
         if payload is not None:
-            _load_state(model, payload["state_dict"], checkpoint)
+            load_state_strict(model, payload["state_dict"], f"checkpoint {checkpoint}", preset)
             description = f"{preset} preset, checkpoint {Path(checkpoint).name}"
         if body.is_synthetic:
             description += ", SYNTHETIC body model (not SMPL)"
@@ -288,7 +288,7 @@ class Pipeline:
                     raise
                 raise CheckpointError(f"embedded default weights: {exc}; {RESTORE_HINT}") from exc
             model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
-            _load_state(model, payload["state_dict"], path)
+            load_state_strict(model, payload["state_dict"], f"checkpoint {path}", payload["preset"])
             if shipped is not None:
                 description = shipped.description
             else:
@@ -448,17 +448,6 @@ class Pipeline:
                 (self._clock.start if start else self._clock.stop)(name)
 
         return hook
-
-
-def _load_state(model: SAHMR, state_dict: dict, path) -> None:
-    """Load strictly (every key, no extra one); half-precision storage is upcast to the model's float32."""
-    state_dict = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state_dict.items()}
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path}: does not fit the {model.config.preset} preset: {len(missing)} missing keys "
-            f"(first: {missing[:5]}), {len(unexpected)} unexpected keys (first: {unexpected[:5]})"
-        )
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

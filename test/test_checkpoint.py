@@ -30,3 +30,20 @@ def test_refusals(tmp_path):
     torch.save({"network": {}, "epoch": 30}, tmp_path / "official.pth")
     with pytest.raises(CheckpointError, match="import-checkpoint"):
         load_checkpoint(tmp_path / "official.pth")
+
+
+def test_strict_state_loading_upcasts_half_storage_and_names_what_does_not_fit():
+    from sahmr_ros.checkpoint import load_state_strict
+
+    source = torch.nn.Linear(3, 2)
+    half = {k: v.half() for k, v in source.state_dict().items()}
+    target = torch.nn.Linear(3, 2)
+    load_state_strict(target, half, "checkpoint a.pt", "small")
+    assert target.weight.dtype == torch.float32 and torch.equal(target.weight, half["weight"].float())
+    with pytest.raises(CheckpointError, match=r"^checkpoint a.pt: does not fit the small preset: 1 missing keys "
+                                              r"\(first: \['bias'\]\), 1 unexpected keys \(first: \['extra'\]\)$"):
+        load_state_strict(target, {"weight": half["weight"], "extra": half["bias"]}, "checkpoint a.pt", "small")
+    with pytest.raises(CheckpointError) as err:
+        load_state_strict(target, {**half, "weight": torch.zeros(4, 3)}, "checkpoint a.pt", "small")
+    assert str(err.value).startswith("checkpoint a.pt: does not fit the small preset: size mismatch for weight")
+    assert "\n" not in str(err.value)

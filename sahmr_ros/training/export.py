@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from sahmr_ros.checkpoint import load_checkpoint, save_checkpoint
+from sahmr_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from sahmr_ros.errors import CheckpointError, InputError
 
 __all__ = ["combine_state", "stage_metadata", "half_storage", "recalibrate_batchnorm", "training_batches",
@@ -156,12 +156,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path
         model_dir = write_synthetic_model_dir(tmp.name)
     body = load_body_assets(model_dir)
     model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as exc:  # shape mismatches: torch lists them, one per line after the first
-        lines = str(exc).splitlines()
-        first = lines[1].strip() if len(lines) > 1 else str(exc)
-        raise CheckpointError(f"{checkpoint}: does not fit the {payload['preset']} preset: {first}") from None
+    load_state_strict(model, state, str(checkpoint), payload["preset"])
     if precise_bn_data is not None:
         used = recalibrate_batchnorm(model, training_batches(precise_bn_data, body, split, batches, seed=seed),
                                      seed=seed)

@@ -43,7 +43,7 @@ import torch.nn as nn
 import yaml
 
 from sahmr_ros import constants as C
-from sahmr_ros.checkpoint import load_checkpoint, save_checkpoint
+from sahmr_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from sahmr_ros.errors import CheckpointError, InputError
 from sahmr_ros.training.config import TrainConfig, config_from_dict, config_to_dict
 from sahmr_ros.training.runtime import (
@@ -236,11 +236,7 @@ class Trainer:
             raise CheckpointError(f"{what} {path}: a {payload['preset']!r} checkpoint, the config's preset is "
                                   f"{self.config.preset!r}; set preset: {payload['preset']}")
         state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{what} {path}: does not fit the {self.config.preset} preset: {len(missing)} "
-                                  f"missing keys (first: {missing[:5]}), {len(unexpected)} unexpected keys (first: "
-                                  f"{unexpected[:5]})")
+        load_state_strict(model, state, f"{what} {path}", self.config.preset)
         return payload
 
     # -- state files ----------------------------------------------------------------------------------------
