@@ -1,6 +1,6 @@
 """Milliseconds per SPVCNN forward (and forward + backward) on the torch and spconv sparse backends.
 
-    python bench/sparse.py                          # small + official, 1 and 2 threads, ~2,400 voxels
+    python bench/sparse.py                          # small + official, 1 and 2 threads, ~2,900 voxels
     python bench/sparse.py --presets small --threads 2 --repeats 50
 
 Input: the voxels of a region of interest around a person 3 m in front of the camera (a standing
@@ -22,29 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sahmr_ros.data.probes import person_roi_voxels  # noqa: E402
 from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig  # noqa: E402
-
-VOXEL_M = 0.05
-ROI_RADIUS_M = 1.25
-
-
-def person_roi_voxels(seed: int = 0, root=(0.1, 0.2, 3.0)) -> torch.Tensor:
-    """(N, 4) int32 unique voxel coordinates (batch 0) of a person, floor and wall around ``root`` (m).
-
-    Camera frame (x right, y down, z forward); about 2,400 voxels, many with negative x and y.
-    """
-    g = torch.Generator().manual_seed(seed)
-    r = torch.tensor(root, dtype=torch.float64)
-    body = torch.randn(60000, 3, generator=g, dtype=torch.float64)
-    body = body / body.norm(dim=1, keepdim=True) * torch.tensor([0.22, 0.85, 0.14], dtype=torch.float64) + r
-    floor = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * ROI_RADIUS_M + r
-    floor[:, 1] = r[1] + 0.88
-    wall = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * ROI_RADIUS_M + r
-    wall[:, 2] = r[2] + 0.9
-    pts = torch.cat([body, floor, wall])
-    pts = pts[(pts - r).norm(dim=1) < ROI_RADIUS_M]
-    xyz = torch.unique(torch.floor(pts / VOXEL_M).to(torch.int64), dim=0)
-    return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).to(torch.int32)
 
 
 def _ms(fn, repeats: int) -> tuple[float, float]:

@@ -25,9 +25,8 @@ from sahmr_ros.networks.sparse import (
     default_backend,
     sparse_conv,
 )
+from sahmr_ros.data.probes import person_roi_voxels
 from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig
-
-VOXEL_M = 0.05
 
 
 @pytest.fixture(params=["gemm", "per-offset"])
@@ -47,22 +46,6 @@ def _voxels(n=300, lo=-7, hi=7, batch=2, channels=4, stride=1, seed=0, dtype=tor
     coords = torch.unique(torch.cat([b, xyz], 1), dim=0).to(torch.int32)
     coords = coords[torch.randperm(len(coords), generator=g)]  # rows in no particular order
     return SparseVoxels(coords, torch.randn(len(coords), channels, generator=g, dtype=dtype), stride)
-
-
-def person_roi_voxels(seed=0, root=(0.1, 0.2, 3.0), radius=1.25):
-    """(N, 4) int32 voxels (5 cm, camera frame) of a standing person, floor and wall: ~2,900 voxels."""
-    g = torch.Generator().manual_seed(seed)
-    r = torch.tensor(root, dtype=torch.float64)
-    body = torch.randn(60000, 3, generator=g, dtype=torch.float64)
-    body = body / body.norm(dim=1, keepdim=True) * torch.tensor([0.22, 0.85, 0.14], dtype=torch.float64) + r
-    floor = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * radius + r
-    floor[:, 1] = r[1] + 0.88
-    wall = (torch.rand(60000, 3, generator=g, dtype=torch.float64) - 0.5) * 2 * radius + r
-    wall[:, 2] = r[2] + 0.9
-    pts = torch.cat([body, floor, wall])
-    pts = pts[(pts - r).norm(dim=1) < radius]
-    xyz = torch.unique(torch.floor(pts / VOXEL_M).to(torch.int64), dim=0)
-    return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.int64), xyz], 1).to(torch.int32)
 
 
 class _Grid:
