@@ -23,11 +23,22 @@ FORMAT = "sahmr_ros"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, preset: str, metadata: dict | None = None) -> Path:
-    """Write ``model``'s state_dict with its preset and metadata; returns the path."""
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, preset: str, metadata: dict | None = None,
+                    half: bool = False) -> Path:
+    """Write ``model``'s state_dict with its preset and metadata; returns the path.
+
+    Args:
+        half: store floating-point tensors as float16, except the batch-norm statistics (float32: their
+            range); :func:`load_state_strict` upcasts them again.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: (v.half() if v.is_floating_point() and not k.endswith(_BN_STATS) else v) for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -53,6 +53,7 @@ __all__ = [
     "synthetic_h36m_regressor",
     "synthetic_mesh_downsampling",
     "synthetic_part_ids",
+    "temporary_synthetic_model_dir",
     "write_synthetic_model_dir",
 ]
 
@@ -775,6 +776,19 @@ SMPL (e.g. the official SA-HMR checkpoints) give meaningless results with it. Fo
 get SMPL from https://smpl.is.tue.mpg.de and the official files from
 https://github.com/zju3dv/SA-HMR (see models/README.md).
 """
+
+
+@contextlib.contextmanager
+def temporary_synthetic_model_dir():
+    """Write the synthetic body into a temporary model directory; yields its path, removed afterwards.
+
+    For callers that load it at once (:func:`~sahmr_ros.body.assets.load_body_assets` reads every file into
+    memory): the 42 MB of files are not needed afterwards.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sahmr_synthetic_body_") as tmp:
+        yield write_synthetic_model_dir(tmp)
 
 
 def write_synthetic_model_dir(out_dir: str | Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import shlex
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -165,15 +164,14 @@ def evaluate_embedded(data_dir: str | Path, *, checkpoint: str | Path | None = N
     """
     from sahmr_ros import constants as C
     from sahmr_ros.body.assets import load_h36m_regressor
-    from sahmr_ros.body.synthetic import write_synthetic_model_dir
+    from sahmr_ros.body.synthetic import temporary_synthetic_model_dir
     from sahmr_ros.evaluation.evaluate import evaluate, open_data
     from sahmr_ros.pipeline import Pipeline, PipelineConfig
 
     started = time.perf_counter()
     data = open_data(data_dir, split, expect_body="synthetic")
     config = PipelineConfig(device=device, precision="fp32", scene_pitch=None)  # as sahmr eval
-    with tempfile.TemporaryDirectory(prefix="sahmr_card_body_") as tmp:
-        model_dir = write_synthetic_model_dir(tmp)
+    with temporary_synthetic_model_dir() as model_dir:
         pipe = Pipeline.embedded_default(model_dir, config, checkpoint=checkpoint, weights=weights)
         j_regressor = load_h36m_regressor(Path(model_dir) / C.H36M_REGRESSOR_FILENAME)
     result = evaluate(data, pipe, j_regressor, progress=progress)

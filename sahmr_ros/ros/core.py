@@ -179,8 +179,6 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
             weights missing or corrupt (the message says how to restore them).
         ModelFilesMissingError: body files missing from ``model_dir`` (each named, with its source).
     """
-    import tempfile
-
     from sahmr_ros.errors import CheckpointError
     from sahmr_ros.pipeline import Pipeline, PipelineConfig
 
@@ -191,13 +189,12 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
         raise CheckpointError("no checkpoint configured: set checkpoint:=/path/to/model.pt (a sahmr_ros checkpoint, "
                               "see models/README.md), or demo:=true for the embedded default (weights shipped in "
                               "sahmr_ros/weights/, trained on synthetic data)")
-    from sahmr_ros.body.synthetic import write_synthetic_model_dir
+    from sahmr_ros.body.synthetic import temporary_synthetic_model_dir, write_synthetic_model_dir
 
     if demo_dir:
         return Pipeline.embedded_default(write_synthetic_model_dir(demo_dir), config)
-    with tempfile.TemporaryDirectory(prefix="sahmr_demo_model_") as model_dir:
-        # load_body_assets reads every file into memory: the 42 MB of files are not needed afterwards
-        return Pipeline.embedded_default(write_synthetic_model_dir(model_dir), config)
+    with temporary_synthetic_model_dir() as model_dir:
+        return Pipeline.embedded_default(model_dir, config)
 
 
 class FrameInput(NamedTuple):

@@ -24,10 +24,7 @@ import torch
 from sahmr_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from sahmr_ros.errors import CheckpointError, InputError
 
-__all__ = ["combine_state", "stage_metadata", "half_storage", "recalibrate_batchnorm", "training_batches",
-           "export_weights"]
-
-_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+__all__ = ["combine_state", "stage_metadata", "recalibrate_batchnorm", "training_batches", "export_weights"]
 
 
 def combine_state(base: dict, rcnet: dict | None) -> dict:
@@ -54,11 +51,6 @@ def stage_metadata(metadata: dict) -> dict:
     if not carried and metadata.get("stage"):
         carried = {f"{metadata['stage']}_meta": dict(metadata)}
     return carried
-
-
-def half_storage(state: dict) -> dict:
-    """Floating-point tensors as float16, except the batch-norm statistics (float32: their range)."""
-    return {k: (v.half() if v.is_floating_point() and not k.endswith(_BN_STATS) else v) for k, v in state.items()}
 
 
 class _JointForward(torch.nn.Module):
@@ -145,26 +137,18 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path
     if other is not None:
         metadata["rcnet_meta"] = stage_metadata(other.get("metadata", {})).get("rcnet_meta", other.get("metadata", {}))
     from sahmr_ros.body import load_body_assets
+    from sahmr_ros.body.synthetic import temporary_synthetic_model_dir
     from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 
-    if model_dir is None:
-        import tempfile
-
-        from sahmr_ros.body.synthetic import write_synthetic_model_dir
-
-        tmp = tempfile.TemporaryDirectory(prefix="sahmr_export_body_")
-        model_dir = write_synthetic_model_dir(tmp.name)
-    body = load_body_assets(model_dir)
+    if model_dir is not None:
+        body = load_body_assets(model_dir)
+    else:
+        with temporary_synthetic_model_dir() as synthetic:
+            body = load_body_assets(synthetic)
     model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
     load_state_strict(model, state, str(checkpoint), payload["preset"])
     if precise_bn_data is not None:
         used = recalibrate_batchnorm(model, training_batches(precise_bn_data, body, split, batches, seed=seed),
                                      seed=seed)
         metadata["precise_bn"] = f"{used} batches of 4 images of {precise_bn_data} split {split}, seed {seed}"
-    out = Path(out)
-    saved = save_checkpoint(out, model, payload["preset"], metadata)
-    if half:
-        written = torch.load(saved, map_location="cpu", weights_only=True)
-        written["state_dict"] = half_storage(written["state_dict"])
-        torch.save(written, saved)
-    return saved
+    return save_checkpoint(out, model, payload["preset"], metadata, half=half)
