@@ -779,15 +779,16 @@ https://github.com/zju3dv/SA-HMR (see models/README.md).
 
 
 @contextlib.contextmanager
-def temporary_synthetic_model_dir():
-    """Write the synthetic body into a temporary model directory; yields its path, removed afterwards.
+def temporary_synthetic_model_dir(prefix: str = "sahmr_synthetic_body_"):
+    """Write the synthetic body into a temporary model directory (name starting with ``prefix``); yields its
+    path, removed afterwards.
 
     For callers that load it at once (:func:`~sahmr_ros.body.assets.load_body_assets` reads every file into
     memory): the 42 MB of files are not needed afterwards.
     """
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="sahmr_synthetic_body_") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield write_synthetic_model_dir(tmp)
 
 

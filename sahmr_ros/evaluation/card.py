@@ -171,7 +171,7 @@ def evaluate_embedded(data_dir: str | Path, *, checkpoint: str | Path | None = N
     started = time.perf_counter()
     data = open_data(data_dir, split, expect_body="synthetic")
     config = PipelineConfig(device=device, precision="fp32", scene_pitch=None)  # as sahmr eval
-    with temporary_synthetic_model_dir() as model_dir:
+    with temporary_synthetic_model_dir("sahmr_card_body_") as model_dir:
         pipe = Pipeline.embedded_default(model_dir, config, checkpoint=checkpoint, weights=weights)
         j_regressor = load_h36m_regressor(Path(model_dir) / C.H36M_REGRESSOR_FILENAME)
     result = evaluate(data, pipe, j_regressor, progress=progress)

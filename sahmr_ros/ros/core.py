@@ -193,7 +193,7 @@ def build_pipeline(params: NodeParams, demo_dir: str | None = None):
 
     if demo_dir:
         return Pipeline.embedded_default(write_synthetic_model_dir(demo_dir), config)
-    with temporary_synthetic_model_dir() as model_dir:
+    with temporary_synthetic_model_dir("sahmr_demo_model_") as model_dir:
         return Pipeline.embedded_default(model_dir, config)
 
 

@@ -143,7 +143,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, rcnet: str | Path
     if model_dir is not None:
         body = load_body_assets(model_dir)
     else:
-        with temporary_synthetic_model_dir() as synthetic:
+        with temporary_synthetic_model_dir("sahmr_export_body_") as synthetic:
             body = load_body_assets(synthetic)
     model = SAHMR(SAHMRConfig.from_preset(payload["preset"]), body)
     load_state_strict(model, state, str(checkpoint), payload["preset"])
