@@ -40,6 +40,7 @@ __all__ = [
     "voxelize",
     "voxel_centers",
     "voxel_downsample",
+    "voxel_means",
     "crop_normalized_coords",
     "root_from_heatmaps",
 ]
@@ -408,10 +409,23 @@ def voxel_downsample(points: np.ndarray, pitch: float = C.SCENE_PITCH_M) -> np.n
     Returns:
         (M, 3) float32, M <= N, ordered by voxel.
     """
-    points = np.asarray(points, dtype=np.float64)
-    if len(points) == 0:
-        return points.astype(np.float32).reshape(0, 3)
-    _, inverse = voxelize(points, pitch)
-    counts = np.bincount(inverse)
-    sums = np.stack([np.bincount(inverse, weights=points[:, k]) for k in range(3)], axis=1)
-    return (sums / counts[:, None]).astype(np.float32)
+    return voxel_means(points, pitch)[1]
+
+
+def voxel_means(points: np.ndarray, pitch: float = C.SCENE_PITCH_M) -> tuple[np.ndarray, np.ndarray]:
+    """The occupied ``pitch`` voxels and the mean of the points in each (float64 sums, rounded to float32).
+
+    Args:
+        points: (N, 3) float, metres.
+
+    Returns:
+        coords: (M, 3) int32 voxel coordinates (:func:`voxelize`'s order); means: (M, 3) float32.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    coords, inverse = voxelize(points, pitch)
+    means = np.empty((len(coords), 3), np.float32)
+    if len(points):
+        counts = np.bincount(inverse)
+        for k in range(3):  # one column at a time: a 10 M-point map needs no (N, 3) temporaries
+            means[:, k] = np.bincount(inverse, weights=points[:, k]) / counts
+    return coords, means

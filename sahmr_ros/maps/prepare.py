@@ -36,7 +36,7 @@ import numpy as np
 from sahmr_ros import __version__
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
-from sahmr_ros.geometry import voxelize
+from sahmr_ros.geometry import voxel_means
 from sahmr_ros.io import sha256_file
 from sahmr_ros.maps.readers import read_scene_geometry, sample_surface
 
@@ -158,15 +158,7 @@ def fixed_point_voxels(points: np.ndarray, pitch: float = C.SCENE_PITCH_M) -> np
     Returns:
         (M, 3) float32, one point per occupied voxel, in the Scene's order.
     """
-    points = np.asarray(points, dtype=np.float64)
-    if len(points) == 0:
-        return np.zeros((0, 3), np.float32)
-    coords, inverse = voxelize(points, pitch)
-    counts = np.bincount(inverse)
-    out = np.empty((len(coords), 3), np.float32)
-    for k in range(3):  # one column at a time: a 10 M-point map needs no (N, 3) temporaries
-        out[:, k] = np.bincount(inverse, weights=points[:, k]) / counts
-    del inverse
+    coords, out = voxel_means(points, pitch)
     for _ in range(16):
         bad = np.flatnonzero((np.floor(out.astype(np.float64) / pitch) != coords).any(axis=1))
         if len(bad) == 0:
