@@ -413,7 +413,7 @@ def voxel_downsample(points: np.ndarray, pitch: float = C.SCENE_PITCH_M) -> np.n
 
 
 def voxel_means(points: np.ndarray, pitch: float = C.SCENE_PITCH_M) -> tuple[np.ndarray, np.ndarray]:
-    """The occupied ``pitch`` voxels and the mean of the points in each (float64 sums, rounded to float32).
+    """Return the occupied ``pitch`` voxels and the mean of the points in each (float64 sums, float32 means).
 
     Args:
         points: (N, 3) float, metres.

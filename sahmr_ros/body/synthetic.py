@@ -780,9 +780,9 @@ https://github.com/zju3dv/SA-HMR (see models/README.md).
 
 @contextlib.contextmanager
 def temporary_synthetic_model_dir(prefix: str = "sahmr_synthetic_body_"):
-    """Write the synthetic body into a temporary model directory (name starting with ``prefix``); yields its
-    path, removed afterwards.
+    """Write the synthetic body into a temporary model directory; yield its path, removed afterwards.
 
+    The directory's name starts with ``prefix``.
     For callers that load it at once (:func:`~sahmr_ros.body.assets.load_body_assets` reads every file into
     memory): the 42 MB of files are not needed afterwards.
     """

@@ -15,9 +15,9 @@ __all__ = ["person_roi_voxels"]
 
 
 def person_roi_voxels(seed: int = 0, root=(0.1, 0.2, 3.0), radius: float = C.ROI_RADIUS_M) -> torch.Tensor:
-    """Return (N, 4) int32 unique voxel coordinates ``[batch 0, x, y, z]`` of a standing person, the floor
-    under them and a wall behind them, within ``radius`` of ``root``.
+    """Return the (N, 4) int32 voxels ``[batch 0, x, y, z]`` of a person, floor and wall around ``root``.
 
+    A standing person, the floor under them and a wall behind them, within ``radius`` of ``root``.
     Camera frame (x right, y down, z forward), metres; 5 cm voxels (:data:`constants.CONTACT_VOXEL_M`),
     ``floor(p / 0.05)``, so many coordinates are negative. About 2,900 voxels with the defaults.
     """
