@@ -33,7 +33,7 @@ from sahmr_ros.geometry import (
     square_crop_boxes,
     transform_points,
 )
-from sahmr_ros.networks.precision import autocast_dtype, resolve_precision
+from sahmr_ros.networks.precision import autocast_dtype, resolve_precision, store_weights_in
 from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
 from sahmr_ros.scene import Scene
 
@@ -188,7 +188,8 @@ class Pipeline:
     """SA-HMR inference on frames, given a latched scene.
 
     Args:
-        model: an :class:`SAHMR` (weights loaded).
+        model: an :class:`SAHMR` (weights loaded). Moved to the device and put in eval mode; on CPU
+            with a half precision, its trunks' and transformer's weights are stored in that dtype.
         faces: (13776, 3) mesh faces of the body model (for consumers of the results).
         config: run-time options.
         weights_description: one line saying which weights are loaded (printed by tools).
@@ -205,6 +206,8 @@ class Pipeline:
         self.precision = config.resolved_precision(self.device)  # "auto" resolved: fp32, bf16 or fp16
         self.autocast_dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu" and self.autocast_dtype is not None:  # half weights once, not per call
+            store_weights_in(self.model.network_layers(), self.autocast_dtype)
         self.faces = np.asarray(faces, dtype=np.int64)
         self.mesh_levels = mesh_levels or {C.NUM_VERTICES: full_mesh_level(faces)}
         self.weights_description = weights_description
@@ -435,8 +438,7 @@ class Pipeline:
         timed = [
             (self.model.rcnet.contact_net, "sparse_cnn"),
             (mesh.backbone, "mesh_cnn"),
-            (mesh.upsampling, "upsampling"),
-            (mesh.upsampling2, "upsampling"),
+            (mesh.vertex_upsampling, "upsampling"),
         ] + [(block, "transformer") for block in mesh.trans_encoder]
         for module, name in timed:
             module.register_forward_pre_hook(self._stage_hook(name, start=True))

@@ -336,6 +336,36 @@ def test_all_contacts_padded_is_finite():
     assert torch.isfinite(out.vertices).all() and torch.isfinite(out.contact_points).all()
 
 
+def test_inference_shortcuts_equal_the_training_path():
+    """With gradients off: trailing padded contacts are skipped and the two upsamplings composed."""
+    net = _small_network().eval()
+    images, points, labels = _inputs(batch=3)
+    labels[0, 5:] = 0  # rows with different amounts of trailing padding; the batch's last valid column is 30
+    labels[1, 30:] = 0
+    labels[2, 3:9] = 0  # padding between valid tokens stays
+    with torch.enable_grad():  # the full computation: every column, the two maps in turn
+        ref = net(images, points, labels)
+    with torch.inference_mode():
+        fast = net(images, points, labels)
+    assert fast.contact_points.shape == ref.contact_points.shape
+    for name in ("vertices", "vertices_mid", "vertices_coarse", "joints14_tokens"):
+        torch.testing.assert_close(getattr(fast, name), getattr(ref, name).detach(), rtol=1e-5, atol=1e-6)
+    valid = labels != 0
+    torch.testing.assert_close(fast.contact_points[valid], ref.contact_points.detach()[valid], rtol=1e-5, atol=1e-6)
+    assert torch.equal(fast.contact_points[:, 30:], torch.zeros_like(fast.contact_points[:, 30:]))
+
+
+def test_composed_upsampling_follows_new_weights():
+    """The cached composed map is rebuilt when either upsampling layer's weights change."""
+    net = _small_network().eval()
+    images, points, labels = _inputs()
+    with torch.no_grad():
+        before = net(images, points, labels).vertices
+        net.upsampling2.bias += 1.0  # in place: the same storage, a new version
+        after = net(images, points, labels).vertices
+    torch.testing.assert_close(after, before + 1.0, rtol=0, atol=1e-5)
+
+
 def test_eval_is_deterministic():
     net = _small_network().eval()
     images, points, labels = _inputs()

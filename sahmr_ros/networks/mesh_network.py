@@ -193,7 +193,8 @@ class MeshNetworkOutput:
         joints14_tokens: (B, 14, 3) 3-d outputs of the joint tokens (METRO's joint estimate; the
             official pipeline regresses joints from ``vertices`` instead).
         contact_points: (B, S, 3) reconstructed contact points (auxiliary loss); rows whose
-            label is 0 are padding and carry no meaning.
+            label is 0 are padding and carry no meaning (with gradients off, the padding after the
+            last valid column of the batch is not computed and reads zero).
     """
 
     vertices: torch.Tensor
@@ -458,6 +459,7 @@ class MeshNetwork(nn.Module):
         self.trans_encoder = nn.ModuleList(MeshTransformerBlock(cfg, i) for i in range(len(cfg.hidden_dims)))
         self.upsampling = nn.Linear(cfg.num_vertices_coarse, cfg.num_vertices_mid)
         self.upsampling2 = nn.Linear(cfg.num_vertices_mid, cfg.num_vertices)
+        self.vertex_upsampling = VertexUpsampling()  # applies the two maps above (no parameters)
 
         device = template_vertices431.device
         mean = torch.tensor(constants.IMAGENET_MEAN, dtype=torch.float32, device=device)
@@ -522,20 +524,23 @@ class MeshNetwork(nn.Module):
         contact_part_tokens = torch.gather(part_tokens, 1, index)  # (B, S, C)
         contact = torch.cat([contact_points.to(image_tokens.dtype), contact_part_tokens], dim=2)
         contact_mask = contact_labels != 0  # (B, S)
+        num_contacts = contact.shape[1]
+        if not torch.is_grad_enabled():  # inference: the trailing padding tokens change nothing
+            used = _used_contact_columns(contact_mask)
+            contact, contact_labels, contact_mask = contact[:, :used], contact_labels[:, :used], contact_mask[:, :used]
 
         for block in self.trans_encoder:
             mesh, contact = block(mesh, contact, contact_labels, contact_mask, pooling)
 
         with full_precision(mesh.device):  # the vertices are geometry: float32 even under autocast
             coarse = at_least_float32(mesh[:, cfg.num_joints:])  # (B, 431, 3)
-            mid = self.upsampling(coarse.transpose(1, 2))  # (B, 3, 1723)
-            full = self.upsampling2(mid)  # (B, 3, 6890)
+            mid, full = self.vertex_upsampling(coarse, self.upsampling, self.upsampling2)
         return MeshNetworkOutput(
-            vertices=full.transpose(1, 2),
-            vertices_mid=mid.transpose(1, 2),
+            vertices=full,
+            vertices_mid=mid,
             vertices_coarse=coarse,
             joints14_tokens=mesh[:, : cfg.num_joints],
-            contact_points=contact,
+            contact_points=F.pad(contact, (0, 0, 0, num_contacts - contact.shape[1])),
         )
 
     def _check_inputs(
@@ -565,6 +570,53 @@ class MeshNetwork(nn.Module):
                 f"{int(contact_labels.min())}..{int(contact_labels.max())}"
             )
         return batch
+
+
+class VertexUpsampling(nn.Module):
+    """The two learned vertex upsamplings, 431 -> 1723 -> 6890, in float32 (or float64) geometry.
+
+    Holds no parameters: it applies the network's ``upsampling`` and ``upsampling2`` layers, passed
+    in (their state-dict keys stay the official ones). While gradients are off (inference, evaluation)
+    the full mesh comes from the composed map ``W2 W1`` (6890 x 431, bias ``W2 b1 + b2``), computed
+    once in float64 and cached until either layer's weights change: 4x less memory to stream per
+    frame than the 6890 x 1723 matrix, which is what bounds this stage. The result equals the two
+    maps applied in turn up to float32 round-off (about 1e-6 m).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._composed: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(
+        self, coarse: torch.Tensor, first: nn.Linear, second: nn.Linear
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 431, 3) coarse vertices -> (B, 1723, 3) mid and (B, 6890, 3) full vertices (same frame)."""
+        by_axis = coarse.transpose(1, 2)  # (B, 3, 431): the maps act on the vertex axis
+        mid = first(by_axis)  # (B, 3, 1723)
+        if torch.is_grad_enabled():
+            full = second(mid)
+        else:
+            weight, bias = self._composed_map(first, second, coarse.dtype)
+            full = F.linear(by_axis, weight, bias)  # (B, 3, 6890)
+        return mid.transpose(1, 2), full.transpose(1, 2)
+
+    def _composed_map(self, first: nn.Linear, second: nn.Linear, dtype: torch.dtype):
+        tensors = (first.weight, first.bias, second.weight, second.bias)
+        key = tuple((t.data_ptr(), t._version) for t in tensors) + (dtype,)
+        if self._composed is None or self._composed[0] != key:
+            w1, b1, w2, b2 = (t.detach().to(torch.float64) for t in tensors)
+            self._composed = (key, (w2 @ w1).to(dtype), (w2 @ b1 + b2).to(dtype))
+        return self._composed[1], self._composed[2]
+
+
+def _used_contact_columns(contact_mask: torch.Tensor) -> int:
+    """Return how many leading contact columns hold a valid token in some row (at least 1).
+
+    The columns after the last valid one are padding in every row: as keys they are masked out and
+    as queries nothing reads their outputs, so dropping them leaves every other output unchanged.
+    """
+    valid_columns = torch.nonzero(contact_mask.any(dim=0)).flatten()
+    return int(valid_columns[-1]) + 1 if len(valid_columns) else 1
 
 
 def _part_pooling(part_ids: torch.Tensor, num_classes: int) -> torch.Tensor:

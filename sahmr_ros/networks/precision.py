@@ -9,24 +9,32 @@ many tokens (the linear-attention normaliser) run in float32 or better, with aut
 
 ``auto`` (:func:`resolve_precision`) picks bf16 where the CPU computes it natively (AVX512-BF16 or AMX:
 oneDNN runs bf16 convolutions and GEMMs on those units), fp32 elsewhere and on CUDA.
+
+On CPU autocast would cast every weight at every call; :func:`store_weights_in` stores the dense layers'
+weights in the half dtype once instead, and the 2-d convolutions channels_last (oneDNN's fast layout).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from sahmr_ros.constants import PRECISIONS
 from sahmr_ros.errors import InputError
 
 __all__ = ["PRECISIONS", "at_least_float32", "autocast_dtype", "cpu_supports_bf16", "full_precision",
-           "resolve_precision"]
+           "resolve_precision", "store_weights_in"]
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # /proc/cpuinfo flags of native bf16 arithmetic: AVX512-BF16 (dot products) and AMX (tile matrix multiply)
 _BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# Layers whose weights feed a GEMM or convolution; norms keep float32 parameters (autocast runs
+# LayerNorm in float32 on CPU, and BatchNorm takes half inputs with float32 statistics)
+_DENSE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
 
 
 def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
@@ -79,3 +87,21 @@ def full_precision(device: torch.device | str):
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` as float32 unless it is already float32 or float64 (half precision is widened)."""
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def store_weights_in(modules: Iterable[nn.Module], dtype: torch.dtype) -> None:
+    """Store the weights of the dense layers inside ``modules`` in ``dtype``, 2-d convolutions channels_last.
+
+    For inference under ``torch.autocast(dtype=dtype)`` on CPU: autocast then finds the weights already
+    in its dtype instead of casting them at every call, and oneDNN runs the convolutions in its
+    channels_last layout (their outputs follow it). Linear, Conv1d / Conv2d and Embedding layers are
+    converted; normalisation layers keep float32 parameters. Pass only modules that run under
+    autocast: a converted layer called with autocast off gets float32 inputs and half weights, which
+    torch refuses.
+    """
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, _DENSE_LAYERS):
+                layer.to(dtype)
+            if isinstance(layer, nn.Conv2d):
+                layer.to(memory_format=torch.channels_last)

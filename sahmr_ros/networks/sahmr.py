@@ -117,6 +117,16 @@ class SAHMR(nn.Module):
         j14 = _cpu_tensor(body.j_regressor_h36m, torch.float32)[list(C.H36M_J17_TO_J14)]
         self.register_buffer("j_regressor14", j14, persistent=False)  # (14, 6890)
 
+    def network_layers(self) -> list[nn.Module]:
+        """Return the parts that run entirely under autocast: the two image trunks and the transformer.
+
+        What :func:`~sahmr_ros.networks.precision.store_weights_in` may convert for half-precision
+        inference. Not included: the sparse CNN (its geometry and point-voxel maps mix precisions)
+        and the layers that output geometry in float32 (the depth head, the vertex upsampling).
+        """
+        mesh = self.mesh_network
+        return [self.rcnet.root_net.hrnet, mesh.backbone, mesh.conv_learn_tokens, mesh.trans_encoder]
+
     # -- stages, called one by one by the pipeline (the scene query sits between 1 and 2) --------
     def estimate_root(self, crops, bbx_lurb, K) -> RootEstimate:
         """Stage 1: coarse root + image features. See :meth:`RCNet.estimate_root`."""
