@@ -363,14 +363,10 @@ class Pipeline:
         with clock.stage("rcnet_cnn"):
             root = self.model.estimate_root(crops, bbx, Kt)
         with clock.stage("roi_query"):
-            anchors = roi_anchors(root.root_camera.double().cpu().numpy())  # (B, 3, 3)
-            roi = [  # a non-finite root (broken weights) queries nothing; the person gets flagged
-                torch.from_numpy(
-                    scene.roi_points_camera(anchors[b], T_map_camera, K, bbx_np[b])
-                    if np.isfinite(anchors[b]).all() else np.zeros((0, 3))
-                ).to(dev)
-                for b in range(B)
-            ]
+            anchors = roi_anchors(root.root_camera.double().cpu().numpy())  # (B, 3, 3) camera frame
+            # all persons in one query; a non-finite root (broken weights) gets no points and is flagged
+            points, person = scene.roi_points_camera_batch(anchors, T_map_camera, K, bbx_np)
+            roi = list(torch.from_numpy(points).to(dev).split(np.bincount(person, minlength=B).tolist()))  # B (N_b, 3)
         clock.start("contacts")
         contacts = self.model.estimate_contacts(root, roi, bbx, Kt)
         clock.stop("contacts")

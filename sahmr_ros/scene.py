@@ -1,18 +1,20 @@
 """The pre-scanned scene: a point cloud in the map frame, indexed once for per-frame ROI queries.
 
 Per-frame work must not grow with the map: the scene is cleaned, voxelised (2 cm, as the
-official scenes) and put in a k-d tree once; each person then costs three ball queries of
-radius 1.25 m around the ROI anchors, and the frustum test runs on those candidates only.
+official scenes) and put in a k-d tree once; per frame, the three ROI anchors of every person
+(radius 1.25 m) go through one dual-tree query, and the camera transform and frustum test run on
+those candidates only.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
-from sahmr_ros.geometry import in_crop_frustum, invert_transform, transform_points, voxel_downsample
+from sahmr_ros.geometry import invert_transform, transform_points, voxel_downsample
 
 __all__ = ["Scene"]
 
@@ -64,22 +66,93 @@ class Scene:
     ) -> np.ndarray:
         """Scene points of one person's region of interest, in the camera frame.
 
-        ROI = points within ``radius`` of any of the 3 anchors, inside the crop box's frustum
-        (0.5 to 12.5 m) - the official frustum-then-ROI selection, done in the cheaper order.
+        One person of :meth:`roi_points_camera_batch`.
 
         Args:
-            anchors_camera: (3, 3) ROI anchors, camera frame.
-            T_map_camera: (4, 4); K: (3, 3); bbx_lurb: (4,).
+            anchors_camera: (3, 3) ROI anchors, camera optical frame, metres.
+            T_map_camera: (4, 4) camera pose in the map; K: (3, 3); bbx_lurb: (4,) crop box, pixels.
+            radius: ROI radius around each anchor, metres.
 
         Returns:
             (k, 3) float64 camera-frame points, ordered by scene index (deterministic); k may be 0.
         """
-        if self._tree is None:
-            return np.zeros((0, 3))
-        anchors_map = transform_points(T_map_camera, np.asarray(anchors_camera, dtype=np.float64))
-        hits = self._tree.query_ball_point(anchors_map, r=radius)
-        idx = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
-        if len(idx) == 0:
-            return np.zeros((0, 3))
-        pts_cam = transform_points(invert_transform(T_map_camera), self.points_map[idx].astype(np.float64))
-        return pts_cam[in_crop_frustum(pts_cam, K, bbx_lurb)]
+        anchors = np.asarray(anchors_camera, dtype=np.float64).reshape(1, 3, 3)
+        boxes = np.asarray(bbx_lurb, dtype=np.float64).reshape(1, 4)
+        return self.roi_points_camera_batch(anchors, T_map_camera, K, boxes, radius)[0]
+
+    def roi_points_camera_batch(
+        self,
+        anchors_camera: np.ndarray,
+        T_map_camera: np.ndarray,
+        K: np.ndarray,
+        bbx_lurb: np.ndarray,
+        radius: float = C.ROI_RADIUS_M,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scene points of the regions of interest of B persons, in the camera frame, in one pass.
+
+        ROI of person b = the points within ``radius`` of any of its 3 anchors, inside its crop
+        box's frustum (0.5 to 12.5 m) - the official frustum-then-ROI selection, done in the cheaper
+        order. A person with a non-finite anchor (broken weights) gets an empty ROI.
+
+        All 3B anchors go through one dual-tree query (a k-d tree of the anchors against the
+        scene's), which returns (anchor, scene index) pairs as arrays; the pairs of a person are
+        made unique and ordered by one sort of ``person * M + scene index`` keys, and the camera
+        transform and frustum test run once on all candidates. Work is proportional to the number
+        of candidates (points near the anchors), not to the size of the map.
+
+        Args:
+            anchors_camera: (B, 3, 3) ROI anchors, camera optical frame, metres; B may be 0.
+            T_map_camera: (4, 4) camera pose in the map (camera optical -> map).
+            K: (3, 3) intrinsics.
+            bbx_lurb: (B, 4) square crop boxes ``(left, upper, right, bottom)``, full-image pixels.
+            radius: ROI radius around each anchor, metres.
+
+        Returns:
+            points: (P, 3) float64 ROI points, camera optical frame, metres, grouped by person in
+            order 0..B-1 and within a person ordered by scene index (deterministic), and
+            person: (P,) int64 non-decreasing person of each point. Person b's points are
+            ``points[person == b]``; ``np.bincount(person, minlength=B)`` counts them (0 allowed).
+        """
+        anchors = np.asarray(anchors_camera, dtype=np.float64).reshape(-1, 3, 3)
+        boxes = np.asarray(bbx_lurb, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) != len(anchors):
+            raise InputError(f"roi: {len(anchors)} anchor triples but {len(boxes)} crop boxes")
+        valid = np.flatnonzero(np.isfinite(anchors).all(axis=(1, 2)))  # (B',) persons that query
+        if self._tree is None or len(valid) == 0:
+            return np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+        anchors_map = transform_points(T_map_camera, anchors[valid].reshape(-1, 3))  # (3B', 3), map frame
+        pairs = cKDTree(anchors_map).sparse_distance_matrix(self._tree, radius, output_type="ndarray")
+        if len(pairs) == 0:
+            return np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+        n = len(self.points_map)
+        person_of_anchor = np.repeat(valid, 3)  # (3B',) person of each anchor
+        keys = person_of_anchor[pairs["i"]] * n + pairs["j"]  # person-major, then scene index
+        # torch's sort is several times faster than numpy's here; 32-bit keys sort faster still
+        key_dtype = torch.int32 if len(anchors) * n < 2**31 else torch.int64
+        keys = torch.unique(torch.from_numpy(keys).to(key_dtype), sorted=True).numpy().astype(np.int64)
+        person, index = np.divmod(keys, n)
+        counts = np.bincount(person, minlength=len(anchors))
+        pts_cam = transform_points(invert_transform(T_map_camera), self.points_map[index].astype(np.float64))
+        inside = _in_crop_frustums(pts_cam, K, boxes, counts)
+        return pts_cam[inside], person[inside]
+
+
+def _in_crop_frustums(points_camera: np.ndarray, K: np.ndarray, bbx_lurb: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`geometry.in_crop_frustum` for points grouped by crop box (the same arithmetic).
+
+    Args:
+        points_camera: (N, 3) camera optical frame, metres: ``counts[0]`` points of box 0, then
+            ``counts[1]`` of box 1, ...
+        K: (3, 3) intrinsics.
+        bbx_lurb: (B, 4) crop boxes ``(left, upper, right, bottom)``, full-image pixels.
+        counts: (B,) points per box, summing to N.
+
+    Returns:
+        (N,) bool mask: near <= z <= far and the projection inside the point's box (inclusive).
+    """
+    z = points_camera[:, 2]
+    uvw = points_camera @ np.asarray(K).T  # as project_points; rows with z out of range are masked below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
+    left, upper, right, bottom = (np.repeat(bbx_lurb[:, k], counts) for k in range(4))
+    return (z >= C.FRUSTUM_NEAR_M) & (z <= C.FRUSTUM_FAR_M) & (u >= left) & (u <= right) & (v >= upper) & (v <= bottom)

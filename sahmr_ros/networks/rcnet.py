@@ -41,6 +41,7 @@ __all__ = [
     "select_roi",
     "voxelise_roi_points",
     "fixed_size_contacts",
+    "fixed_size_contacts_batch",
 ]
 
 
@@ -198,38 +199,85 @@ class RCNet(nn.Module):
             out = at_least_float32(out)
             conf, offset, logits = out[:, 0], out[:, 1:4], out[:, 4:]
             labels = logits.argmax(dim=1)
-            refined = anchor.clone()
-            for b in range(B):  # B is the number of persons in a frame: a handful
-                m = voxel_batch == b
-                if m.any():
-                    w = torch.softmax(torch.sigmoid(conf[m]), dim=0)
-                    r = (w[:, None] * (centers[m] + offset[m])).sum(0)
-                    if torch.isfinite(r).all():
-                        refined[b] = r
+            refined = _refined_roots(anchor, conf, centers + offset, voxel_batch)
 
+        # contact points: ROI points whose voxel's label is not 0, split by person (point_batch is sorted)
         point_labels = labels[point_voxel]
-        contact_points, contact_labels = [], []
-        for b in range(B):
-            m = (point_batch == b) & (point_labels != 0)
-            contact_points.append(points[m])
-            contact_labels.append(point_labels[m])
+        is_contact = point_labels != 0
+        per_person = torch.bincount(point_batch[is_contact], minlength=B).tolist()
+        contact_points = list(points[is_contact].split(per_person))
+        contact_labels = list(point_labels[is_contact].split(per_person))
         return ContactEstimate(refined, num_voxels, voxel_batch, centers, out, labels, contact_points, contact_labels)
 
     @staticmethod
     def _sample_features(root, centers, voxel_batch, bbx_lurb, K) -> torch.Tensor:
-        """Bilinear feature-map sample at each voxel centre's projection (zero outside). (V, 32)."""
-        B = root.feature_map.shape[0]
+        """Bilinear feature-map sample at each voxel centre's projection (zero outside).
+
+        One ``grid_sample`` over the batch: person b's voxels become the first ``V_b`` rows of the
+        (B, max_b V_b) sampling grid of feature map b (the other rows sample outside, are dropped).
+
+        Args:
+            root: :meth:`estimate_root` output (``feature_map`` (B, C, 56, 56) of the crops).
+            centers: (V, 3) voxel centres, camera optical frame, metres.
+            voxel_batch: (V,) int64 person of each voxel, non-decreasing (the order of
+                :func:`voxelise_roi_points`).
+            bbx_lurb: (B, 4) crop boxes, full-image pixels; K: (B, 3, 3).
+
+        Returns:
+            (V, C) features, float32 or better.
+        """
         fmap = at_least_float32(root.feature_map)
-        uv = project_points(centers[:, None, :].to(K.dtype), K[voxel_batch])  # (V, 1, 2)
-        uv01 = crop_normalized_coords(uv, bbx_lurb[voxel_batch].to(uv.dtype))  # (V, 1, 2)
-        grid = (uv01 * 2 - 1).to(fmap.dtype)
-        sampled = fmap.new_zeros(len(centers), fmap.shape[1])
-        for b in range(B):
-            m = voxel_batch == b
-            if m.any():
-                s = F.grid_sample(fmap[b : b + 1], grid[m][None], align_corners=True, padding_mode="zeros")
-                sampled[m] = s[0, :, :, 0].T
-        return sampled
+        B = fmap.shape[0]
+        uv = project_points(centers[:, None, :].to(K.dtype), K[voxel_batch])  # (V, 1, 2) full-image pixels
+        uv01 = crop_normalized_coords(uv, bbx_lurb[voxel_batch].to(uv.dtype))  # (V, 1, 2) crop [0, 1]
+        grid = (uv01[:, 0] * 2 - 1).to(fmap.dtype)  # (V, 2) grid_sample coordinates
+        row = _rank_in_segment(voxel_batch, B)  # (V,) position among the voxels of its person
+        width = int(row.max()) + 1 if len(row) else 0
+        padded = grid.new_full((B, width, 2), -2.0)  # outside [-1, 1]: samples zeros, dropped anyway
+        padded = padded.index_put((voxel_batch, row), grid)
+        s = F.grid_sample(fmap, padded[:, :, None, :], align_corners=True, padding_mode="zeros")  # (B, C, W, 1)
+        return s[voxel_batch, :, row, 0]  # (V, C)
+
+
+def _rank_in_segment(segment: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Position of each element within its segment, for a non-decreasing (N,) int64 ``segment``.
+
+    E.g. ``[0, 0, 2, 2, 2] -> [0, 1, 0, 1, 2]``.
+    """
+    counts = torch.bincount(segment, minlength=num_segments)
+    starts = torch.cumsum(counts, 0) - counts  # (num_segments,) first element of each segment
+    return torch.arange(len(segment), device=segment.device) - starts[segment]
+
+
+def _refined_roots(
+    anchor: torch.Tensor, conf: torch.Tensor, votes: torch.Tensor, voxel_batch: torch.Tensor
+) -> torch.Tensor:
+    """Refined root of every person: ``sum_i softmax_i(sigmoid(conf_i)) votes_i`` over its voxels.
+
+    A segment softmax (one segment per person) with ``index_add``: no loop over persons. The
+    weights and sums are accumulated in float64 and the result rounded to ``anchor``'s dtype (a
+    float32 sequential sum over thousands of voxels would lose ~1e-5 m). Persons without voxels, or
+    whose result is not finite, keep their anchor. Differentiable in ``conf`` and ``votes`` (and
+    ``anchor`` where it is kept); the segment maximum only stabilises the exponent and is detached
+    (softmax does not depend on it).
+
+    Args:
+        anchor: (B, 3) anchor roots, camera optical frame, metres.
+        conf: (V,) confidence logits; votes: (V, 3) voxel centre + predicted offset, same frame.
+        voxel_batch: (V,) int64 person of each voxel.
+
+    Returns:
+        (B, 3) refined roots in ``anchor``'s dtype, camera optical frame, metres.
+    """
+    B = anchor.shape[0]
+    score = torch.sigmoid(conf.double())  # (V,)
+    peak = score.new_full((B,), float("-inf")).scatter_reduce(0, voxel_batch, score.detach(), "amax")
+    e = torch.exp(score - peak[voxel_batch])  # (V,)
+    total = e.new_zeros(B).index_add(0, voxel_batch, e)  # (B,)
+    w = e / total[voxel_batch]  # (V,) softmax within each person
+    root = w.new_zeros(B, 3).index_add(0, voxel_batch, w[:, None] * votes.double())  # (B, 3)
+    keep = (torch.bincount(voxel_batch, minlength=B) > 0) & torch.isfinite(root).all(dim=1)
+    return torch.where(keep[:, None], root.to(anchor.dtype), anchor)
 
 
 def voxelise_roi_points(
@@ -251,10 +299,10 @@ def voxelise_roi_points(
         points (P, 3) float32, point_batch (P,) int64, coords (V, 4) int64 unique ``(b, x, y, z)``
         rows (sorted), point_voxel (P,) int64 row in ``coords`` of each point's voxel.
     """
-    points = torch.cat([p.to(device=device, dtype=torch.float32).reshape(-1, 3) for p in roi_points], dim=0)
-    point_batch = torch.cat(
-        [torch.full((len(p),), b, dtype=torch.int64, device=device) for b, p in enumerate(roi_points)]
-    )
+    head = [torch.zeros(0, 3, device=device)]  # makes B = 0 work
+    points = torch.cat(head + [p.to(device=device, dtype=torch.float32).reshape(-1, 3) for p in roi_points])  # (P, 3)
+    counts = torch.tensor([len(p) for p in roi_points], dtype=torch.int64, device=device)
+    point_batch = torch.repeat_interleave(torch.arange(len(roi_points), device=device), counts)  # (P,) sorted
     with full_precision(points.device):
         cells = torch.floor(points / voxel_size).to(torch.int64)
     if len(cells) == 0:
@@ -299,3 +347,44 @@ def fixed_size_contacts(
         return points[idx], labels[idx]
     pad = n - k
     return F.pad(points, (0, 0, 0, pad)), F.pad(labels, (0, pad))
+
+
+def fixed_size_contacts_batch(
+    points: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    n: int = C.NUM_CONTACT_POINTS,
+    origin: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fixed_size_contacts` of B persons at once, optionally relative to an origin each.
+
+    Row ``b`` is ``fixed_size_contacts(points[b] - origin[b], labels[b], n)``, bit for bit, with one
+    gather over all persons' points instead of a loop: the picks (evenly spaced when
+    ``k_b > n``, the first ``k_b`` otherwise) index the concatenated points, and the rows past
+    ``k_b`` are zero points with label 0.
+
+    Args:
+        points: B tensors (k_b, 3), metres (e.g. camera optical frame); k_b may be 0.
+        labels: B tensors (k_b,) int64.
+        n: rows per person.
+        origin: (B, 3) subtracted from each person's points (e.g. its root), or None.
+
+    Returns:
+        (B, n, 3) points (dtype of ``points[b] - origin[b]``) and (B, n) int64 labels.
+    """
+    B = len(points)
+    device = origin.device if origin is not None else points[0].device if B else torch.device("cpu")
+    counts = torch.tensor([len(p) for p in points], dtype=torch.int64, device=device)  # (B,)
+    # all points, then one zero row (label 0) that the padding picks: no special case for k_b = 0
+    dtype = points[0].dtype if B else torch.float32
+    flat = torch.cat([p.reshape(-1, 3) for p in points] + [torch.zeros(1, 3, dtype=dtype, device=device)])  # (P + 1, 3)
+    flat_labels = torch.cat(list(labels) + [torch.zeros(1, dtype=torch.int64, device=device)])  # (P + 1,)
+    i = torch.arange(n, device=device)[None, :]  # (1, n)
+    k = counts[:, None]  # (B, 1)
+    pick = torch.where(k > n, torch.div(i * k, n, rounding_mode="floor"), i)  # (B, n) row within the person
+    valid = i < k  # (B, n) False on the padding
+    idx = torch.clamp(torch.cumsum(counts, 0)[:, None] - k + pick, max=len(flat) - 1)  # (B, n) row in flat
+    picked = flat[idx]  # (B, n, 3)
+    if origin is not None:
+        picked = picked - origin[:, None, :]
+    zero = torch.zeros((), dtype=picked.dtype, device=device)
+    return torch.where(valid[..., None], picked, zero), torch.where(valid, flat_labels[idx], 0)

@@ -26,7 +26,7 @@ from sahmr_ros.networks.rcnet import (
     RCNet,
     RCNetConfig,
     RootEstimate,
-    fixed_size_contacts,
+    fixed_size_contacts_batch,
     select_roi,
 )
 from sahmr_ros.networks.spvcnn import SPVCNNConfig
@@ -145,13 +145,9 @@ class SAHMR(nn.Module):
         """
         root = at_least_float32(contacts.root_camera)  # (B, 3)
         with full_precision(root.device):  # root-relative contact points: float32 or better
-            pts, labels = zip(
-                *(
-                    fixed_size_contacts(at_least_float32(p) - root[b], lab)
-                    for b, (p, lab) in enumerate(zip(contacts.contact_points, contacts.contact_labels))
-                )
+            pts, labels = fixed_size_contacts_batch(  # (B, 500, 3), (B, 500)
+                [at_least_float32(p) for p in contacts.contact_points], contacts.contact_labels, origin=root
             )
-            pts, labels = torch.stack(pts), torch.stack(labels)
         out = self.mesh_network(crops, pts.to(crops.dtype), labels)  # in the caller's precision
         with full_precision(root.device):  # camera-frame vertices and joints: float32 or better
             vertices = at_least_float32(out.vertices) + root[:, None, :]
