@@ -3,6 +3,8 @@
     python bench/precision.py                          # shipped trained default, CPU, 2 scenes x 4 frames
     python bench/precision.py --scenes 4 --frames 8 --repeats 20
     python bench/precision.py --untrained --depth 6    # the old probe: random weights, roots pinned
+    python bench/precision.py --untrained --preset official --precisions bf16
+    python bench/precision.py --checkpoint models/sahmr_official.pt   # an imported official checkpoint
 
 Default input: the embedded default's trained weights (``sahmr_ros/weights/small_synthetic.pt``, synthetic
 body) on a synthetic split written by ``sahmr_ros.data.synth.synthesize`` (test split, ``--seed``),
@@ -14,8 +16,10 @@ evaluated as ``sahmr eval`` does (ground-truth boxes, ``scene_pitch=None``). Pri
 * per-stage time (``FrameResult.timings_ms``) on the demo frame with 1 person: median of ``--repeats``
   after 2 warm-up frames.
 
-``--untrained``: the previous behaviour: random (seed 0) weights, RCNet's depth head pinned so that the
-roots lie ``--depth`` metres away; differences printed per person of the demo frame.
+``--checkpoint``: the same with another sahmr_ros checkpoint of either preset (an official one after
+``sahmr import``) on the synthetic body. ``--untrained``: the previous behaviour: random (seed 0) weights
+of ``--preset``, RCNet's depth head pinned so that the roots lie ``--depth`` metres away; differences
+printed per person of the demo frame.
 """
 
 from __future__ import annotations
@@ -107,11 +111,11 @@ def run_trained(args, tmp: Path) -> None:
     outputs, metrics, times = {}, {}, {}
     for precision in precisions:
         config = PipelineConfig(device=args.device, precision=precision, scene_pitch=None)  # as sahmr eval
-        pipe = Pipeline.embedded_default(model_dir, config)
+        pipe = Pipeline.embedded_default(model_dir, config, checkpoint=args.checkpoint)
         outputs[precision] = person_outputs(pipe, data)
         metrics[precision] = eval_metrics(pipe, data, j_regressor)
         times[precision] = stage_times(Pipeline.embedded_default(model_dir, PipelineConfig(
-            device=args.device, precision=precision)), demo, args.repeats)
+            device=args.device, precision=precision), checkpoint=args.checkpoint), demo, args.repeats)
     print(f"weights: {pipe.weights_description}; device {pipe.device}, {torch.get_num_threads()} threads; "
           f"data: {data_dir} (test split, {len(data)} images, {len(outputs['fp32'])} persons, seed {args.seed})\n")
 
@@ -133,9 +137,15 @@ def run_trained(args, tmp: Path) -> None:
 
 
 # --- untrained, roots pinned (the previous probe) --------------------------------------------------
-def _pinned_pipeline(model_dir: Path, scene, device: str, precision: str, depth_m: float) -> Pipeline:
-    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device, precision=precision),
-                                     weights="untrained")
+def _pinned_pipeline(model_dir: Path, scene, device: str, precision: str, depth_m: float,
+                     preset: str = "small") -> Pipeline:
+    from sahmr_ros.body import load_body_assets
+    from sahmr_ros.networks.sahmr import SAHMR, SAHMRConfig
+
+    body = load_body_assets(model_dir)
+    torch.manual_seed(0)
+    model = SAHMR(SAHMRConfig.from_preset(preset), body)
+    pipe = Pipeline(model, body.faces, PipelineConfig(device=device, precision=precision), f"{preset}, random")
     width = float(np.max(scene.boxes[:, 2:] - scene.boxes[:, :2]) * C.CROP_SCALE)
     conv = pipe.model.rcnet.root_net.out_conv
     with torch.no_grad():
@@ -148,9 +158,9 @@ def _pinned_pipeline(model_dir: Path, scene, device: str, precision: str, depth_
 def run_untrained(args, tmp: Path) -> None:
     model_dir = write_synthetic_model_dir(tmp)
     scene = make_demo_scene(model_dir)
-    frames = {p: _pinned_pipeline(model_dir, scene, args.device, p, args.depth).process(
+    frames = {p: _pinned_pipeline(model_dir, scene, args.device, p, args.depth, args.preset).process(
         scene.image, scene.K, scene.T_map_camera, scene.boxes) for p in ["fp32", *args.precisions]}
-    print(f"untrained weights (seed 0); device {args.device}, roots pinned at {args.depth} m; "
+    print(f"{args.preset} preset, untrained weights (seed 0); device {args.device}, roots pinned at {args.depth} m; "
           "differences to fp32 in metres")
     for precision in args.precisions:
         for a, b in zip(frames["fp32"].persons, frames[precision].persons):
@@ -168,6 +178,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precisions", nargs="+", default=["bf16", "fp16"])
     ap.add_argument("--untrained", action="store_true", help="random weights, roots pinned at --depth (old probe)")
+    ap.add_argument("--preset", default="small", choices=("small", "official"), help="--untrained: the preset")
+    ap.add_argument("--checkpoint", default=None,
+                    help="a sahmr_ros checkpoint (either preset, e.g. an imported official one) instead of the "
+                         "shipped weights")
     ap.add_argument("--depth", type=float, default=3.0, help="--untrained: pinned root depth, metres")
     ap.add_argument("--data", default=None, help="an existing sahmr synth directory (synthetic body; test split)")
     ap.add_argument("--scenes", type=int, default=2, help="scenes of the generated split")
