@@ -1,18 +1,22 @@
 """Milliseconds per SPVCNN forward (and forward + backward) on the torch and spconv sparse backends.
 
-    python bench/sparse.py                          # small + official, 1 and 2 threads, ~2,900 voxels
-    python bench/sparse.py --presets small --threads 2 --repeats 50
+    python bench/sparse.py                          # small + official, 1 and 2 threads, fp32 and bf16
+    python bench/sparse.py --presets small --threads 1 --backends torch --precisions fp32 bf16 --repeats 50
 
 Input: the voxels of a region of interest around a person 3 m in front of the camera (a standing
 body, the floor under it and a wall behind it, 5 cm voxels, camera frame, 1.25 m around the root),
 35 random input channels; random weights. spconv's CPU backward does not run, so its forward +
 backward column reads "n/a" on CPU. Each cell: median (minimum) of ``--repeats`` runs after 3
 warm-ups; on a machine shared with other work the minimum is the better estimate of a quiet one.
+``bf16``: the forward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the pipeline's ``precision:
+bf16``; the torch backend's sparse convolutions then multiply bf16 operands and sum in float32); the
+forward + backward column is always float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -38,8 +42,13 @@ def _ms(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int):
-    """((median, min) forward ms, (median, min) forward + backward ms or None) of one preset and backend."""
+def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int, precision: str = "fp32",
+            train: bool = True):
+    """((median, min) forward ms, (median, min) forward + backward ms or None) of one preset and backend.
+
+    ``precision``: ``"fp32"``, or ``"bf16"`` for the forward under CPU bf16 autocast (the training step
+    is float32 either way; timed only with ``train`` and fp32).
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
@@ -47,7 +56,8 @@ def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repea
     feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
 
     def forward():
-        with torch.no_grad():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with torch.no_grad(), autocast:
             net.eval()(coords, feats, 1)
 
     def train_step():
@@ -56,7 +66,7 @@ def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repea
         net(coords, feats, 1).square().mean().backward()
 
     fwd = _ms(forward, repeats)
-    if backend == "spconv" and coords.device.type == "cpu":
+    if not train or precision != "fp32" or (backend == "spconv" and coords.device.type == "cpu"):
         return fwd, None
     return fwd, _ms(train_step, max(3, repeats // 2))
 
@@ -66,26 +76,40 @@ def main(argv=None) -> None:
     ap.add_argument("--presets", nargs="+", default=["small", "official"], choices=["small", "official"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--backends", nargs="+", default=["torch", "spconv"], choices=["torch", "spconv"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time forward + backward (float32)")
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args(argv)
     coords = person_roi_voxels()
     print(f"{len(coords)} voxels, torch {torch.__version__}, {torch.get_num_threads()} threads available")
-    print("| preset | threads | backend | forward ms, median (min) | forward + backward ms, median (min) |")
-    print("|---|---|---|---|---|")
+    print("| preset | threads | backend | precision | forward ms, median (min) | forward + backward ms, median (min) |")
+    print("|---|---|---|---|---|---|")
     fwd = {}
     for preset in args.presets:
         for threads in args.threads:
             for backend in args.backends:
-                f, fb = measure(preset, backend, threads, coords, args.repeats)
-                fwd[preset, threads, backend] = f
-                fb_text = "n/a (no CPU backward)" if fb is None else f"{fb[0]:.1f} ({fb[1]:.1f})"
-                print(f"| {preset} | {threads} | {backend} | {f[0]:.1f} ({f[1]:.1f}) | {fb_text} |", flush=True)
-    if "torch" in args.backends and "spconv" in args.backends:
-        for preset in args.presets:
-            for threads in args.threads:
-                t, s = fwd[preset, threads, "torch"], fwd[preset, threads, "spconv"]
-                print(f"{preset}, {threads} thread(s): forward torch / spconv = {t[0] / s[0]:.2f} "
-                      f"(medians), {t[1] / s[1]:.2f} (minima)")
+                for precision in args.precisions:
+                    f, fb = measure(preset, backend, threads, coords, args.repeats, precision, args.train)
+                    fwd[preset, threads, backend, precision] = f
+                    if not args.train or precision != "fp32":
+                        fb_text = "-"
+                    else:
+                        fb_text = "n/a (no CPU backward)" if fb is None else f"{fb[0]:.1f} ({fb[1]:.1f})"
+                    print(f"| {preset} | {threads} | {backend} | {precision} | {f[0]:.1f} ({f[1]:.1f}) | {fb_text} |",
+                          flush=True)
+    for preset in args.presets:
+        for threads in args.threads:
+            for precision in args.precisions:
+                if "torch" in args.backends and "spconv" in args.backends:
+                    t, s = fwd[preset, threads, "torch", precision], fwd[preset, threads, "spconv", precision]
+                    print(f"{preset}, {threads} thread(s), {precision}: forward torch / spconv = {t[0] / s[0]:.2f} "
+                          f"(medians), {t[1] / s[1]:.2f} (minima)")
+            if {"fp32", "bf16"} <= set(args.precisions):
+                for backend in args.backends:
+                    a, b = fwd[preset, threads, backend, "fp32"], fwd[preset, threads, backend, "bf16"]
+                    print(f"{preset}, {threads} thread(s), {backend}: forward fp32 / bf16 = {a[0] / b[0]:.2f} "
+                          f"(medians), {a[1] / b[1]:.2f} (minima)")
 
 
 if __name__ == "__main__":

@@ -232,3 +232,65 @@ def test_without_spconv_same_parameters_and_torch_backend_runs(monkeypatch):
         assert torch.isfinite(net(coords, torch.randn(len(coords), 35), 1)).all()
     with pytest.raises(ImportError, match="spconv"):
         SparseContext(coords, 1, backend="spconv")
+
+
+def _no_grid(monkeypatch):
+    """Make every VoxelGrid too large, so that lookups fall back to CoordIndex (sorted keys)."""
+    monkeypatch.setattr(sparse_module, "_GRID_CELLS_PER_VOXEL", 0)
+    monkeypatch.setattr(sparse_module, "_GRID_MIN_CELLS", 0)
+
+
+def test_voxel_grid_lookup_equals_coord_index():
+    x = _voxels(n=400, lo=-9, hi=9, batch=3, stride=2, seed=5)
+    grid = sparse_module.VoxelGrid.build(x.coords, 2)
+    assert grid is not None and len(grid.lo) == 3
+    g = torch.Generator().manual_seed(0)
+    queries = torch.cat([torch.randint(-1, 4, (3000, 1), generator=g),  # batch ids outside 0..2 too
+                         torch.randint(-24, 24, (3000, 3), generator=g)], 1)  # odd (non-multiple) and outside
+    queries = torch.cat([queries, x.coords.to(torch.int64)])
+    valid_batch = queries.clone()
+    valid_batch[:, 0] = valid_batch[:, 0].clamp(min=0)  # the key index takes no negative batch id
+    expected = sparse_module.CoordIndex(x.coords).lookup(valid_batch).where(queries[:, 0] >= 0, -1)
+    assert torch.equal(grid.lookup(queries), expected)
+    assert torch.equal(grid.lookup(x.coords), torch.arange(len(x.coords)))
+
+
+def test_voxel_to_point_grid_equals_coord_index():
+    x = _voxels(n=300, batch=2, channels=3, stride=4, seed=6)
+    g = torch.Generator().manual_seed(2)
+    pts = torch.rand(400, 3, generator=g, dtype=torch.float64) * 80 - 40  # partly outside the voxels' boxes
+    pts = torch.cat([pts, x.coords[:, 1:].double() + 1])  # and on / next to the voxels
+    batch = torch.randint(0, 3, (len(pts),), generator=g)  # batch 2 has no voxel
+    ref = sparse_module.voxel_to_point(x, pts, batch, sparse_module.CoordIndex(x.coords))
+    got = sparse_module.voxel_to_point(x, pts, batch, sparse_module.VoxelGrid.build(x.coords, 4))
+    assert (got - ref).abs().max() < 1e-10 and ref.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_spvcnn_grid_lookups_equal_sorted_key_lookups(n_threads, monkeypatch):
+    """The dense-grid kernel maps and interpolation give the search-based (CoordIndex) results, batch of 2."""
+    torch.set_num_threads(n_threads)
+    x = _voxels(n=1500, lo=-15, hi=15, batch=2, channels=35, seed=7, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig.small(), rounding="trunc", sparse_backend="torch").eval()
+    with torch.no_grad():
+        got = net(x.coords, x.feats, 2)
+        _no_grid(monkeypatch)
+        ref = net(x.coords, x.feats, 2)
+    assert (got - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("preset", ["small", "official"])
+def test_spvcnn_under_bf16_autocast_is_close_to_float32(preset):
+    """Under CPU bf16 autocast the sparse convolutions multiply bf16 operands, summing in float32."""
+    coords = person_roi_voxels()[::2]
+    config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
+    torch.manual_seed(0)
+    net = SPVCNN(config, rounding="trunc", sparse_backend="torch").eval()
+    feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = net(coords, feats, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = net(coords, feats, 1)
+    assert got.dtype in (torch.float32, torch.bfloat16) and torch.isfinite(got).all()
+    assert (got.float() - ref).abs().max() < 2e-2 * ref.abs().max()

@@ -55,6 +55,7 @@ __all__ = [
     "BACKEND_ENV",
     "default_backend",
     "CoordIndex",
+    "VoxelGrid",
     "SubmanifoldConv3d",
     "DownConv3d",
     "UpConv3d",
@@ -71,6 +72,10 @@ Backend = Literal["torch", "spconv"]
 # one-GEMM form (chosen by timing both presets' forwards on 1 thread; bench/sparse.py)
 _MACS_PER_OFFSET_CALL = 500_000
 BACKEND_ENV = "SAHMR_SPARSE_BACKEND"  # "torch", "spconv" or "auto" (default)
+# a dense lookup grid (:class:`VoxelGrid`) may have up to this many cells per voxel, plus _GRID_MIN_CELLS;
+# larger (voxels spread thinly, e.g. people far apart in one box) falls back to sorted keys (CoordIndex)
+_GRID_CELLS_PER_VOXEL = 128
+_GRID_MIN_CELLS = 1 << 16
 _KEY_BITS = 16  # bits per spatial axis in a coordinate key: +-32768 voxels (+-1.6 km at 5 cm)
 _KEY_OFFSET = 1 << (_KEY_BITS - 1)
 
@@ -152,12 +157,96 @@ class CoordIndex:
         """Row of each query coordinate (..., 4), or -1 where absent. Returns (...,) int64."""
         return self.lookup_keys(_coord_keys(coords.reshape(-1, 4))).reshape(coords.shape[:-1])
 
+    def neighbour_rows(self, coords: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Row of ``coords[i] + (0, offsets[j])`` for (N, 4) coordinates and (M, 3) offsets, or -1: (N, M) int64."""
+        margin = int(offsets.abs().max()) if len(offsets) else 0
+        return self.lookup_keys(_coord_keys(coords, margin=margin)[:, None] + _key_delta(offsets)[None, :])
+
     def lookup_keys(self, keys: torch.Tensor) -> torch.Tensor:
         """Row of each coordinate key (any shape, int64), or -1 where absent."""
         if len(self.sorted_keys) == 0:
             return torch.full_like(keys, -1)
         pos = torch.searchsorted(self.sorted_keys, keys).clamp(max=len(self.sorted_keys) - 1)
         return torch.where(self.sorted_keys[pos] == keys, self.order[pos], torch.full_like(pos, -1))
+
+
+class VoxelGrid:
+    """Exact lookup of the coordinates of one stride -> row, in a dense table of cells (no search).
+
+    Each sample ``b`` has a box of ``X * Y * Z`` cells of side ``stride`` whose corner ``lo[b]`` is one
+    cell below its lowest voxel on every axis; ``X, Y, Z`` (the largest extent over the samples, plus one
+    cell on either side) are shared, so cell ``(b, i, j, k)`` is entry ``((b X + i) Y + j) Z + k`` of
+    ``table`` (-1: no voxel). The one-cell margin lets :meth:`neighbour_rows` look up the 26 neighbours
+    of any voxel, or any cell of its box, without a bounds check. Build with :meth:`build`, which gives
+    None where the table would exceed ``_GRID_CELLS_PER_VOXEL`` cells per voxel (use :class:`CoordIndex`).
+
+    Attributes:
+        stride: cell side in finest-voxel units.
+        lo: (B, 3) int64 box corner of each sample, in cells (coordinate / stride).
+        size: [X, Y, Z] box size in cells; volume: X * Y * Z.
+        table: (B * volume,) int64 row of each cell, -1 where empty.
+    """
+
+    def __init__(self, coords: torch.Tensor, stride: int, lo: torch.Tensor, size: list[int]):
+        self.stride, self.lo, self.size = stride, lo, size
+        self.volume = size[0] * size[1] * size[2]
+        self._axis = torch.tensor([size[1] * size[2], size[2], 1], dtype=torch.int64, device=coords.device)
+        self.table = torch.full((len(lo) * self.volume,), -1, dtype=torch.int64, device=coords.device)
+        self.table[self.cells(coords)] = torch.arange(len(coords), device=coords.device)
+
+    @classmethod
+    def build(cls, coords: torch.Tensor, stride: int) -> "VoxelGrid | None":
+        """Grid of (N, 4) unique coordinates, multiples of ``stride``; None if too large (see class doc)."""
+        if len(coords) == 0:
+            return None
+        c = coords.to(torch.int64)
+        b = c[:, 0]
+        cells = torch.div(c[:, 1:], stride, rounding_mode="floor")
+        n_batch = int(b.max()) + 1
+        if int(b.min()) < 0:
+            return None
+        if n_batch == 1:
+            lo, hi = torch.aminmax(cells, dim=0)
+            lo, hi = lo[None], hi[None]
+        else:
+            index = b[:, None].expand(-1, 3)
+            lo = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amin", include_self=False)
+            hi = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amax", include_self=False)
+        size = ((hi - lo).max(0).values + 3).tolist()  # one cell of margin on either side
+        if n_batch * size[0] * size[1] * size[2] > _GRID_CELLS_PER_VOXEL * len(c) + _GRID_MIN_CELLS:
+            return None
+        return cls(c, stride, lo - 1, size)
+
+    def cells(self, coords: torch.Tensor) -> torch.Tensor:
+        """Table entry of each (N, 4) coordinate, a multiple of ``stride`` inside its box: (N,) int64."""
+        c = coords.to(torch.int64)
+        b = c[:, 0]
+        r = torch.div(c[:, 1:], self.stride, rounding_mode="floor") - (self.lo if len(self.lo) == 1 else self.lo[b])
+        return (r * self._axis).sum(1) + b * self.volume
+
+    def neighbour_rows(self, coords: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Row of ``coords[i] + (0, offsets[j])``, or -1: (N, M) int64.
+
+        ``coords``: (N, 4), ``offsets``: (M, 3), multiples of ``stride``; every query must lie in its
+        sample's box (true for the grid's own voxels and offsets of at most one cell, or cells of the box).
+        """
+        delta = (torch.div(offsets.to(torch.int64), self.stride, rounding_mode="floor") * self._axis).sum(1)
+        return self.table[self.cells(coords)[:, None] + delta[None, :]]
+
+    def lookup(self, coords: torch.Tensor) -> torch.Tensor:
+        """Row of each query coordinate (..., 4), or -1 where absent (anywhere: checked). Returns (...,) int64."""
+        c = coords.reshape(-1, 4).to(torch.int64)
+        b = c[:, 0]
+        ok = (b >= 0) & (b < len(self.lo))
+        b = torch.where(ok, b, torch.zeros_like(b))
+        cells = torch.div(c[:, 1:], self.stride, rounding_mode="floor")
+        r = cells - self.lo[b]
+        ok &= ((cells * self.stride == c[:, 1:]) & (r >= 0) & (r < self._size_tensor())).all(1)
+        flat = torch.where(ok, (r * self._axis).sum(1) + b * self.volume, torch.zeros_like(b))
+        return torch.where(ok, self.table[flat], torch.full_like(b, -1)).reshape(coords.shape[:-1])
+
+    def _size_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.size, dtype=torch.int64, device=self.lo.device)
 
 
 def _key_delta(offsets: torch.Tensor) -> torch.Tensor:
@@ -269,10 +358,14 @@ class SparseContext:
         # unique rows, sorted as torch.unique(dim=0) sorts them: keys are monotone in (b, x, y, z)
         return _coords_from_keys(torch.unique(_coord_keys(c))).to(torch.int32)
 
-    def coord_index(self, x: SparseVoxels) -> CoordIndex:
-        """:class:`CoordIndex` of ``x.coords``, built once per stride (every tensor of one stride shares them)."""
+    def coord_index(self, x: SparseVoxels) -> "VoxelGrid | CoordIndex":
+        """Lookup of ``x.coords`` -> row, built once per stride (every tensor of one stride shares them).
+
+        A :class:`VoxelGrid` (one table read per query), or a :class:`CoordIndex` (sorted keys, binary
+        search) where the grid would be too large; both have ``lookup`` and ``neighbour_rows``.
+        """
         if x.stride not in self._indices:
-            self._indices[x.stride] = CoordIndex(x.coords)
+            self._indices[x.stride] = VoxelGrid.build(x.coords, x.stride) or CoordIndex(x.coords)
         return self._indices[x.stride]
 
     # -- torch backend: kernel maps, built once per (kind, stride) and reused ----------------------
@@ -286,13 +379,9 @@ class SparseContext:
         key = ("subm", x.stride)
         if key not in self._maps:
             with torch.no_grad():
-                _coord_keys(x.coords, margin=x.stride)  # range check: key arithmetic below stays exact
-                index = self.coord_index(x)
-                # querying around the sorted keys keeps each offset's queries sorted (cache-friendly)
-                delta = _key_delta((_offsets(3, x.coords.device) - 1) * x.stride)  # (27,)
-                rows = index.lookup_keys(index.sorted_keys[:, None] + delta[None, :])  # (N, 27)
-                hit, k = (rows >= 0).nonzero(as_tuple=True)
-                self._maps[key] = KernelMap(x.coords, x.coords, rows[hit, k], index.order[hit], k, 27, identity=13)
+                offsets = (_offsets(3, x.coords.device) - 1) * x.stride  # (27, 3)
+                table = self.coord_index(x).neighbour_rows(x.coords, offsets)  # (N, 27): one lookup for all
+                self._maps[key] = KernelMap(x.coords, x.coords, table, 27, identity=13)
         return self._maps[key]
 
     def down_map(self, x: SparseVoxels) -> "KernelMap":
@@ -302,45 +391,80 @@ class SparseContext:
         ``o + (a, b, c) * stride`` at offset ``k = 4 a + 2 b + c`` (spconv's weight order). Each fine
         voxel ``n`` lies in the 2x2x2 block of one coarse position, ``floor(n / 2s) * 2s``, which
         truncation may leave out of the output: that fine voxel then feeds (and receives) nothing.
+        The coarse coordinates' lookup becomes the context's index of stride ``2 * x.stride``.
         """
         key = ("down", x.stride)
         if key not in self._maps:
             with torch.no_grad():
+                s = x.stride
                 fine = x.coords.to(torch.int64)
-                coarse = self.downsample_coords(x.coords, x.stride)
+                coarse = self.downsample_coords(x.coords, s)
+                if 2 * s not in self._indices:
+                    self._indices[2 * s] = VoxelGrid.build(coarse, 2 * s) or CoordIndex(coarse)
                 block = fine.clone()
-                block[:, 1:] = torch.div(fine[:, 1:], 2 * x.stride, rounding_mode="floor") * (2 * x.stride)
-                bits = torch.div(fine[:, 1:] - block[:, 1:], x.stride, rounding_mode="floor")  # (N, 3) in {0, 1}
+                block[:, 1:] = torch.div(fine[:, 1:], 2 * s, rounding_mode="floor") * (2 * s)
+                bits = torch.div(fine[:, 1:] - block[:, 1:], s, rounding_mode="floor")  # (N, 3) in {0, 1}
                 k = bits[:, 0] * 4 + bits[:, 1] * 2 + bits[:, 2]
-                parent = CoordIndex(coarse).lookup(block)
+                # a block is at most one coarse cell from its (floor or truncated) coarse voxel: in the grid
+                parent = self._indices[2 * s].neighbour_rows(block, bits.new_zeros(1, 3))[:, 0]
                 hit = (parent >= 0).nonzero(as_tuple=True)[0]
-                self._maps[key] = KernelMap(x.coords, coarse, hit, parent[hit], k[hit], 8)
+                table = torch.full((len(coarse) * 8,), -1, dtype=torch.int64, device=fine.device)
+                table[parent[hit] * 8 + k[hit]] = hit  # each fine voxel has one (parent, offset) pair
+                sources = torch.where(parent >= 0, parent * 8 + k, torch.full_like(parent, -1))
+                self._maps[key] = KernelMap(x.coords, coarse, table.view(-1, 8), 8, sources=sources)
         return self._maps[key]
 
 
 class KernelMap:
-    """Pairs (input row, output row, offset) of a sparse convolution, for the torch backend.
+    """Which input row each output row reads at each kernel offset, for the torch backend.
 
-    ``out[o] = sum over pairs (n, o, k) of feats[n] @ W[k]``; the transposed conv reads the same
-    pairs swapped. :func:`sparse_conv` runs it in one of two ways:
+    ``out[o] = sum over k of feats[table[o, k]] @ W[k]`` over the present entries (``table >= 0``); the
+    transposed conv reads the same pairs swapped. :func:`sparse_conv` runs it in one of these forms:
 
-    * narrow layers: one GEMM of every input with all offsets' weights, ``Y = feats @ [W_0 ..
-      W_K-1]`` (rows ``n * K + k``), then one sparse 0/1 matrix product ``out = S @ Y``
-      (:class:`_SparseMatrix`): few operations, but it multiplies absent neighbours too;
+    * submanifold maps, narrow layers: one GEMM of every input with all offsets' weights,
+      ``Y = feats @ [W_0 .. W_K-1]`` (rows ``n * K + k``), then one sparse 0/1 matrix product
+      ``out = S @ Y`` (:meth:`selection`, CSR): it multiplies absent neighbours too;
+    * maps whose inputs each feed one pair (down-sampling, ``sources``), narrow layers: forward, one
+      gather of each output's K inputs (zeros where absent) and one GEMM with the stacked weights
+      (im2col); transposed, ``Y`` of the coarse rows and one gather of each fine row's ``sources`` row;
     * wide layers: per offset, gather the pairs' inputs, multiply by ``W[k]``, scatter-add
       (:meth:`groups`): only the existing pairs' products, K operations each.
 
     Attributes:
         in_coords: (N_in, 4) int32; out_coords: (N_out, 4) int32.
-        in_rows, out_rows, offsets: (P,) int64 pair lists; K: kernel volume.
+        table: (N_out, K) int64 input row of output o at offset k, -1 where absent; K: ``volume``.
+        sources: None, or (N_in,) int64 ``o * K + k`` of the one pair input n feeds (-1: none).
+        n_pairs: number of present entries.
+        in_rows, out_rows, offsets: (n_pairs,) int64 pair lists, output-major (built on first use).
     """
 
-    def __init__(self, in_coords, out_coords, in_rows, out_rows, offsets, volume: int, identity: int | None = None):
-        self.in_coords, self.out_coords = in_coords, out_coords
-        self.in_rows, self.out_rows, self.offsets, self.volume = in_rows, out_rows, offsets, volume
+    def __init__(self, in_coords, out_coords, table, volume: int, identity: int | None = None,
+                 sources: torch.Tensor | None = None):
+        self.in_coords, self.out_coords, self.table, self.volume = in_coords, out_coords, table, volume
         self.identity = identity  # offset whose pairs are (n, n) for every row (submanifold centre)
+        self.sources = sources
+        self.present = table >= 0
+        self.n_pairs = int(self.present.sum())
+        self._pairs: tuple | None = None
         self._select: dict = {}
         self._groups: list | None = None
+        self._padded: torch.Tensor | None = None
+
+    def _pair_lists(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._pairs is None:
+            out_rows, offsets = self.present.nonzero(as_tuple=True)  # row-major: outputs ascending
+            self._pairs = (self.table[self.present], out_rows, offsets)
+        return self._pairs
+
+    in_rows = property(lambda self: self._pair_lists()[0])
+    out_rows = property(lambda self: self._pair_lists()[1])
+    offsets = property(lambda self: self._pair_lists()[2])
+
+    def padded_table(self) -> torch.Tensor:
+        """(N_out * K,) ``table`` with N_in where absent: indices into the inputs plus one zero row."""
+        if self._padded is None:
+            self._padded = torch.where(self.present, self.table, len(self.in_coords)).reshape(-1)
+        return self._padded
 
     def groups(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per offset k: (input rows, output rows) of its pairs."""
@@ -358,15 +482,21 @@ class KernelMap:
             if transposed:
                 n_in, n_out = n_out, n_in
             self._select[transposed] = _SparseMatrix(dst, src * self.volume + self.offsets, None,
-                                                     (n_out, n_in * self.volume))
+                                                     (n_out, n_in * self.volume), rows_sorted=not transposed)
         return self._select[transposed]
 
 
 class _SparseMatrix:
-    """A constant sparse matrix (COO pairs, values or ones) and its CSR forms, built on first use."""
+    """A constant sparse matrix (COO pairs, values or ones) and its CSR forms, built on first use.
 
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor | None, shape: tuple[int, int]):
+    ``rows_sorted``: the pairs are already in ascending row order (their CSR needs no sort; columns
+    within a row may be in any order).
+    """
+
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor | None, shape: tuple[int, int],
+                 rows_sorted: bool = False):
         self.rows, self.cols, self.values, self.shape = rows, cols, values, shape
+        self.rows_sorted = rows_sorted
         self._csr: dict = {}
 
     def csr(self, dtype: torch.dtype, transposed: bool = False) -> torch.Tensor:
@@ -374,16 +504,17 @@ class _SparseMatrix:
         if key not in self._csr:
             rows, cols = (self.cols, self.rows) if transposed else (self.rows, self.cols)
             shape = self.shape[::-1] if transposed else self.shape
-            order = torch.argsort(rows * shape[1] + cols)  # by row, columns sorted within a row
+            order = None if self.rows_sorted and not transposed else torch.argsort(rows * shape[1] + cols)
             counts = torch.bincount(rows, minlength=shape[0])
             crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
             if self.values is None:
                 values = torch.ones(len(rows), dtype=dtype, device=rows.device)
             else:
-                values = self.values[order].to(dtype)
+                values = (self.values if order is None else self.values[order]).to(dtype)
             with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
-                self._csr[key] = torch.sparse_csr_tensor(crow, cols[order], values, shape, check_invariants=False)
+                self._csr[key] = torch.sparse_csr_tensor(crow, cols if order is None else cols[order], values,
+                                                         shape, check_invariants=False)
         return self._csr[key]
 
     def __matmul__(self, y: torch.Tensor) -> torch.Tensor:
@@ -411,13 +542,34 @@ def _offsets(k: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(list(itertools.product(range(k), repeat=3)), dtype=torch.int64, device=device)
 
 
+def _pad_row(f: torch.Tensor) -> torch.Tensor:
+    """(N + 1, C): ``f`` and a zero row (the gather target of absent entries)."""
+    return torch.cat([f, f.new_zeros(1, f.shape[1])])
+
+
+def _gemm_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """Dtype of the sparse convolutions' matrix products: bf16 under CPU bf16 autocast, else ``dtype``.
+
+    Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` the products' operands are rounded to bf16 (as
+    autocast does for nn.Linear; oneDNN multiplies them on AMX / AVX512-BF16 and accumulates each in
+    float32); every sum over offsets and neighbours stays in float32. Elsewhere: ``dtype``.
+    """
+    if (device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+        return torch.bfloat16
+    return dtype
+
+
 def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, transposed: bool = False) -> torch.Tensor:
     """Sparse convolution over a kernel map (torch backend), differentiable by autograd.
 
     ``out[o] = sum over pairs (n, o, k) of feats[n] @ W[k]``, ``W[k] = weight[:, a, b, c, :].T`` for
     the offset ``k`` of ``(a, b, c)`` (spconv's weight order, c fastest); ``transposed`` swaps each
-    pair's input and output. Runs in float32 or better with autocast off (sums of up to 27 x Cin
-    products) and returns the dtype of ``feats``.
+    pair's input and output. Sums run in float32 or better with autocast off (sums of up to 27 x Cin
+    products); the matrix products' operands are bf16 under CPU bf16 autocast (:func:`_gemm_dtype`).
+    Returns the dtype of ``feats``. The form (see :class:`KernelMap`) is chosen per call: the one-GEMM
+    forms where the multiply-adds they spend on absent pairs cost less than the per-offset form's 3 K
+    calls (``_MACS_PER_OFFSET_CALL`` each).
 
     Args:
         feats: (N_in, Cin) input features (N_out, Cin when transposed).
@@ -429,27 +581,44 @@ def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap, tran
         (N_out, Cout) (N_in, Cout when transposed).
     """
     dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(weight).dtype)
+    gemm = _gemm_dtype(dtype, feats.device)
     c_out, c_in = weight.shape[0], weight.shape[-1]
+    volume = kmap.volume
     n_src = len(kmap.out_coords if transposed else kmap.in_coords)
     n_dst = len(kmap.in_coords if transposed else kmap.out_coords)
-    # multiply-adds the one-GEMM form spends on absent pairs, against the per-offset form's overhead
-    wasted = (n_src * kmap.volume - len(kmap.offsets)) * c_in * c_out
+    # rows the one-GEMM form multiplies by all K kernels: the im2col form's outputs, else the sources
+    n_gemm = len(kmap.out_coords) if kmap.sources is not None else n_src
+    wasted = (n_gemm * volume - kmap.n_pairs) * c_in * c_out
     with full_precision(feats.device):
-        f = feats.to(dtype)
-        if wasted <= kmap.volume * _MACS_PER_OFFSET_CALL:
-            w = weight.to(dtype).permute(4, 1, 2, 3, 0).reshape(c_in, -1)  # (Cin, K * Cout), column k * Cout + j
-            y = (f @ w).reshape(-1, c_out)  # (N * K, Cout), row n * K + k
-            out = kmap.selection(transposed) @ y
+        f = feats.to(gemm)
+        if wasted <= volume * _MACS_PER_OFFSET_CALL:
+            if kmap.sources is not None and not transposed:  # im2col: (N_out, K * Cin) @ (K * Cin, Cout)
+                w = weight.to(gemm).permute(1, 2, 3, 4, 0).reshape(volume * c_in, c_out)  # row k * Cin + i
+                out = _pad_row(f).index_select(0, kmap.padded_table()).view(-1, volume * c_in) @ w
+                return out.to(feats.dtype)
+            w = weight.to(gemm).permute(4, 1, 2, 3, 0).reshape(c_in, -1)  # (Cin, K * Cout), column k * Cout + j
+            y = (f @ w).view(-1, c_out).to(dtype)  # (N * K, Cout), row n * K + k
+            if kmap.sources is not None:  # transposed: each fine row reads one row of Y (or zeros)
+                index = torch.where(kmap.sources >= 0, kmap.sources, len(y))
+                out = _pad_row(y).index_select(0, index)
+            elif not transposed:  # sum of each output's rows of Y: one embedding bag (CSR gather-sum)
+                csr = kmap.selection(False).csr(dtype)
+                out = nn.functional.embedding_bag(csr.col_indices(), y, csr.crow_indices()[:-1], mode="sum")
+            else:
+                out = kmap.selection(transposed) @ y
         else:
             # unbind, not w[k]: each select's backward would write a zero (K, Cin, Cout) gradient
-            w = weight.to(dtype).permute(1, 2, 3, 4, 0).reshape(kmap.volume, c_in, c_out).unbind(0)
-            out = f @ w[kmap.identity] if kmap.identity is not None else f.new_zeros(n_dst, c_out)
+            w = weight.to(gemm).permute(1, 2, 3, 4, 0).reshape(volume, c_in, c_out).unbind(0)
+            if kmap.identity is not None:
+                out = (f @ w[kmap.identity]).to(dtype)
+            else:
+                out = f.new_zeros(n_dst, c_out, dtype=dtype)
             for k, (src, dst) in enumerate(kmap.groups()):
                 if k == kmap.identity or len(src) == 0:
                     continue
                 if transposed:
                     src, dst = dst, src
-                out.index_add_(0, dst, f.index_select(0, src) @ w[k])
+                out.index_add_(0, dst, (f.index_select(0, src) @ w[k]).to(dtype))
     return out.to(feats.dtype)
 
 
@@ -563,7 +732,8 @@ _CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 
 
 
 def voxel_to_point(
-    x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, index: CoordIndex | None = None
+    x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, index: "VoxelGrid | CoordIndex | None" = None,
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """Trilinear devoxelisation over the existing corners (torchsparse ``voxel_to_point``).
 
@@ -574,13 +744,30 @@ def voxel_to_point(
         x: sparse voxels at stride s.
         points: (P, 3) float point coordinates in finest-voxel units.
         batch: (P,) int64 batch id of each point.
-        index: optional prebuilt :class:`CoordIndex` of ``x.coords``.
+        index: optional prebuilt lookup of ``x.coords`` (:meth:`SparseContext.coord_index`).
+        cache: optional dict keeping the (P, N) interpolation matrix per stride, for calls with the same
+            points and, per stride, the same coordinates (one :class:`SparseContext`'s).
 
     Returns:
         (P, C) point features.
     """
     s = x.stride
-    index = index or CoordIndex(x.coords)
+    interp = None if cache is None else cache.get(s)
+    if interp is None:
+        interp = _interpolation(x, points, batch, index or CoordIndex(x.coords))
+        if cache is not None:
+            cache[s] = interp
+    dtype = torch.promote_types(at_least_float32(x.feats).dtype, interp.values.dtype)
+    with full_precision(x.feats.device):
+        out = interp @ x.feats.to(dtype)
+    return out.to(x.feats.dtype)
+
+
+def _interpolation(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, index) -> "_SparseMatrix":
+    """(P, N) trilinear weights of :func:`voxel_to_point` as a sparse matrix (rows ascending)."""
+    s = x.stride
+    if isinstance(index, VoxelGrid):
+        return _grid_interpolation(x, points, batch, index)
     with torch.no_grad():
         base = torch.floor(points / s) * s  # (P, 3)
         frac = (points - base) / s  # (P, 3) in [0, 1)
@@ -590,24 +777,51 @@ def voxel_to_point(
         # only corners of nonzero weight can contribute, so only those are looked up (one per point
         # where points lie on voxel corners, as SPVCNN's do at stride 1)
         p, k = (w != 0).nonzero(as_tuple=True)
-        base_keys = _coord_keys(torch.cat([batch[:, None], base.to(torch.int64)], dim=1), margin=s)
-        rows = index.lookup_keys(base_keys[p] + _key_delta(c * s)[k])
+        corners = torch.cat([batch[p, None].to(torch.int64), base.to(torch.int64)[p] + c[k] * s], dim=1)
+        rows = index.lookup(corners)
         present = torch.zeros_like(w, dtype=torch.bool).index_put_((p, k), rows >= 0)
         w = torch.where(present, w, torch.zeros_like(w))
         w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
         # one sparse (P, N) matrix product instead of a (P, 8, C) gather
         hit = rows >= 0
         p, k = p[hit], k[hit]
-        interp = _SparseMatrix(p, rows[hit], w[p, k], (len(points), len(x.coords)))
-    dtype = torch.promote_types(at_least_float32(x.feats).dtype, w.dtype)
-    with full_precision(x.feats.device):
-        out = interp @ x.feats.to(dtype)
-    return out.to(x.feats.dtype)
+        return _SparseMatrix(p, rows[hit], w[p, k], (len(points), len(x.coords)), rows_sorted=True)
+
+
+def _grid_interpolation(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, grid: VoxelGrid) -> "_SparseMatrix":
+    """:func:`_interpolation` with a :class:`VoxelGrid`: all 8 corners of every point read at once.
+
+    Corners outside their sample's box (or of a batch id the grid lacks) get weight 0 before the read,
+    so every read is in the table; the weights are those of the search-based form.
+    """
+    s = x.stride
+    with torch.no_grad():
+        base = torch.floor(points / s) * s  # (P, 3)
+        frac = (points - base) / s  # (P, 3) in [0, 1)
+        w_axis = torch.stack([1.0 - frac, frac], dim=1)  # (P, 2, 3): weight of offset 0 / 1 per axis
+        b = batch.to(torch.int64)
+        in_batch = (b >= 0) & (b < len(grid.lo))
+        b = torch.where(in_batch, b, torch.zeros_like(b))
+        r = torch.floor(points / s).to(torch.int64) - grid.lo[b]  # (P, 3) cell of corner 0 in the box
+        size = grid._size_tensor()
+        r1 = torch.stack([r, r + 1], dim=1)  # (P, 2, 3)
+        inside = (r1 >= 0) & (r1 < size) & in_batch[:, None, None]
+        w_axis = torch.where(inside, w_axis, torch.zeros_like(w_axis))
+        c = _CORNERS.to(points.device)
+        w = w_axis[:, c[:, 0], 0] * w_axis[:, c[:, 1], 1] * w_axis[:, c[:, 2], 2]  # (P, 8)
+        first = (r * grid._axis).sum(1) + b * grid.volume
+        flat = (first[:, None] + (c * grid._axis).sum(1)[None, :]).clamp_(0, len(grid.table) - 1)
+        rows = grid.table[flat]  # (P, 8): a row, or -1; meaningless where w == 0
+        present = (rows >= 0) & (w != 0)
+        w = torch.where(present, w, torch.zeros_like(w))
+        w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
+        p = present.nonzero(as_tuple=True)[0]
+        return _SparseMatrix(p, rows[present], w[present], (len(points), len(x.coords)), rows_sorted=True)
 
 
 def point_to_voxel(
     x: SparseVoxels, point_feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor,
-    index: CoordIndex | None = None,
+    index: "VoxelGrid | CoordIndex | None" = None,
 ) -> SparseVoxels:
     """Average point features into the voxels of ``x`` (torchsparse ``point_to_voxel``).
 
@@ -619,7 +833,7 @@ def point_to_voxel(
         point_feats: (P, C).
         points: (P, 3) finest-voxel units.
         batch: (P,) int64.
-        index: optional prebuilt :class:`CoordIndex` of ``x.coords``.
+        index: optional prebuilt lookup of ``x.coords`` (:meth:`SparseContext.coord_index`).
 
     Returns:
         SparseVoxels with ``x``'s coordinates and the averaged features.

@@ -184,28 +184,29 @@ class SPVCNN(nn.Module):
         # one point per input voxel, at its integer coordinate: float32 (bf16 is exact only to 256)
         points = coords[:, 1:].to(torch.promote_types(feats.dtype, torch.float32))
         batch = coords[:, 0].to(torch.int64)
+        interp: dict = {}  # interpolation matrices per stride: x0 and y4 share stride 1's coordinates
 
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
         x0 = self.stem(x0, ctx)
-        z0 = voxel_to_point(x0, points, batch, ctx.coord_index(x0))
+        z0 = voxel_to_point(x0, points, batch, ctx.coord_index(x0), interp)
 
         x1 = self.stage1(point_to_voxel(x0, z0, points, batch, ctx.coord_index(x0)), ctx)
         x2 = self.stage2(x1, ctx)
         x3 = self.stage3(x2, ctx)
         x4 = self.stage4(x3, ctx)
-        z1 = voxel_to_point(x4, points, batch, ctx.coord_index(x4)) + self.point_transforms[0](z0)
+        z1 = voxel_to_point(x4, points, batch, ctx.coord_index(x4), interp) + self.point_transforms[0](z0)
 
         y1 = point_to_voxel(x4, z1, points, batch, ctx.coord_index(x4))
         y1 = y1.replace(self.dropout(y1.feats))
         y1 = self._up(self.up1, y1, x3, ctx)
         y2 = self._up(self.up2, y1, x2, ctx)
-        z2 = voxel_to_point(y2, points, batch, ctx.coord_index(y2)) + self.point_transforms[1](z1)
+        z2 = voxel_to_point(y2, points, batch, ctx.coord_index(y2), interp) + self.point_transforms[1](z1)
 
         y3 = point_to_voxel(y2, z2, points, batch, ctx.coord_index(y2))
         y3 = y3.replace(self.dropout(y3.feats))
         y3 = self._up(self.up3, y3, x1, ctx)
         y4 = self._up(self.up4, y3, x0, ctx)
-        z3 = voxel_to_point(y4, points, batch, ctx.coord_index(y4)) + self.point_transforms[2](z2)
+        z3 = voxel_to_point(y4, points, batch, ctx.coord_index(y4), interp) + self.point_transforms[2](z2)
         return self.classifier(z3)
 
     @staticmethod
