@@ -355,6 +355,30 @@ def test_inference_shortcuts_equal_the_training_path():
     assert torch.equal(fast.contact_points[:, 30:], torch.zeros_like(fast.contact_points[:, 30:]))
 
 
+@pytest.mark.parametrize("heads", [4, 1])  # head widths 16 and 64
+def test_unfused_bf16_attention_matches_the_fused_kernel(heads):
+    """CPU bf16 inference takes two GEMMs + softmax instead of SDPA: same attention, bf16 round-off."""
+    from sahmr_ros.networks.mesh_network import _SelfAttention
+    from sahmr_ros.networks.precision import store_weights_in
+
+    torch.manual_seed(3)
+    attention = _SelfAttention(64, heads, dropout=0.1).eval()
+    x = torch.randn(2, 445, 64)
+    with torch.no_grad():
+        ref = attention(x)  # float32, fused kernel
+    store_weights_in([attention], torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.enable_grad():
+            fused = attention(x).float()  # gradients on: the fused kernel
+        with torch.inference_mode():
+            unfused = attention(x).float()
+    scale = ref.abs().max()
+    assert (fused - ref).abs().max() < 2e-2 * scale
+    assert (unfused - ref).abs().max() < 2e-2 * scale
+    assert (unfused - fused).abs().max() < 2e-2 * scale
+    assert not torch.equal(unfused, fused)  # the two forms really ran
+
+
 def test_composed_upsampling_follows_new_weights():
     """The cached composed map is rebuilt when either upsampling layer's weights change."""
     net = _small_network().eval()
