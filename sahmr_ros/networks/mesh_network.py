@@ -604,7 +604,8 @@ class VertexUpsampling(nn.Module):
         self, coarse: torch.Tensor, first: nn.Linear, second: nn.Linear
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 431, 3) coarse vertices -> (B, 1723, 3) mid and (B, 6890, 3) full vertices (same frame)."""
-        by_axis = coarse.transpose(1, 2)  # (B, 3, 431): the maps act on the vertex axis
+        # (B, 3, 431): the maps act on the vertex axis; contiguous, else the GEMM reads it strided (8x slower)
+        by_axis = coarse.transpose(1, 2).contiguous()
         mid = first(by_axis)  # (B, 3, 1723)
         if torch.is_grad_enabled():
             full = second(mid)
