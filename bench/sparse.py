@@ -10,7 +10,9 @@ backward column reads "n/a" on CPU. Each cell: median (minimum) of ``--repeats``
 warm-ups; on a machine shared with other work the minimum is the better estimate of a quiet one.
 ``bf16``: the forward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the pipeline's ``precision:
 bf16``; the torch backend's sparse convolutions then multiply bf16 operands and sum in float32); the
-forward + backward column is always float32.
+forward + backward column is always float32. The forward runs in eval mode without autograd, so the
+torch backend takes its inference path (batch norms folded into the convolutions, see
+``sahmr_ros.networks.sparse.fused_conv``); the forward + backward column runs the training path.
 """
 
 from __future__ import annotations

@@ -294,3 +294,110 @@ def test_spvcnn_under_bf16_autocast_is_close_to_float32(preset):
             got = net(coords, feats, 1)
     assert got.dtype in (torch.float32, torch.bfloat16) and torch.isfinite(got).all()
     assert (got.float() - ref).abs().max() < 2e-2 * ref.abs().max()
+
+
+def _randomise_batch_norms(net, seed=5):
+    """Non-trivial running statistics and affine parameters (folding must use them)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("form", ["gemm", "pairs"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_convs_equal_conv_then_batch_norm(form, n_threads, monkeypatch):
+    """Inference path (BN folded, one-GEMM / pairs-only subm, im2col down, gather up) vs sparse_conv + BN."""
+    torch.set_num_threads(n_threads)
+    monkeypatch.setattr(sparse_module, "_PAIRS_MIN_WASTED_MACS", -1 if form == "pairs" else float("inf"))
+    monkeypatch.setattr(sparse_module, "_PAIRS_MIN_OUT_CHANNELS", 0)
+    x = _voxels(n=900, lo=-12, hi=12, channels=16, stride=2, seed=6, dtype=torch.float32)
+    torch.manual_seed(0)
+    subm, down, up = SubmanifoldConv3d(16, 24), DownConv3d(24, 32), UpConv3d(32, 16)
+    bns = torch.nn.ModuleList([torch.nn.BatchNorm1d(c) for c in (24, 32, 16)])
+    _randomise_batch_norms(bns)
+    bns.eval()
+    for rounding in ("floor", "trunc"):
+        ctx = SparseContext(x.coords, 2, rounding=rounding, backend="torch")
+        with torch.no_grad():
+            a = bns[0](subm(x, ctx).feats).relu()
+            b = down(x.replace(a), ctx)
+            b_feats = bns[1](b.feats).relu()
+            c = bns[2](up(b.replace(b_feats), ctx).feats)
+            fa = subm.fused(x, ctx, bns[0], relu=True)
+            fb = down.fused(fa, ctx, bns[1], relu=True)
+            fc = up.fused(fb, ctx, bns[2])
+        assert torch.equal(fb.coords, b.coords) and torch.equal(fc.coords, x.coords)
+        for ref, got in ((a, fa.feats), (b_feats, fb.feats), (c, fc.feats)):
+            assert ref.shape == got.shape and (ref - got).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("preset,rounding", [("small", "floor"), ("small", "trunc"), ("official", "trunc")])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_spvcnn_inference_path_equals_autograd_path(preset, rounding, n_threads):
+    """Eval + no_grad runs the fused path; eval with autograd on runs the layer-by-layer one."""
+    torch.set_num_threads(n_threads)
+    coords = person_roi_voxels()
+    config = SPVCNNConfig.small() if preset == "small" else SPVCNNConfig.official()
+    torch.manual_seed(0)
+    net = SPVCNN(config, rounding=rounding, sparse_backend="torch").eval()
+    _randomise_batch_norms(net)
+    feats = torch.randn(len(coords), config.in_channels, generator=torch.Generator().manual_seed(1))
+    ref = net(coords, feats, 1).detach()
+    with torch.no_grad():
+        got = net(coords, feats, 1)
+    assert (got - ref).abs().max() < 1e-4
+
+
+def test_folded_weights_follow_parameter_changes_and_leave_the_state_dict_alone():
+    coords = person_roi_voxels()[::2]
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig.small(), sparse_backend="torch").eval()
+    keys = list(net.state_dict())
+    feats = torch.randn(len(coords), 35, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net(coords, feats, 1)  # folds and caches
+        _randomise_batch_norms(net, seed=9)
+        net.stem[0].conv.weight.mul_(1.5)
+        got = net(coords, feats, 1)
+    assert list(net.state_dict()) == keys
+    assert (got - net(coords, feats, 1).detach()).abs().max() < 1e-4  # autograd path: unfolded
+    net.load_state_dict(SPVCNN(SPVCNNConfig.small(), sparse_backend="torch").state_dict())
+    with torch.no_grad():
+        got = net(coords, feats, 1)
+    assert (got - net(coords, feats, 1).detach()).abs().max() < 1e-4
+
+
+def test_training_mode_keeps_batch_statistics():
+    """In training mode (even without autograd) batch norm uses batch statistics, not the folded ones."""
+    coords = person_roi_voxels()[::2]
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig.small(), sparse_backend="torch")
+    _randomise_batch_norms(net)
+    feats = torch.randn(len(coords), 35, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        train = net.train()(coords, feats, 1)
+        infer = net.eval()(coords, feats, 1)
+    assert (train - infer).abs().max() > 1e-3
+
+
+def test_point_voxel_bags_equal_the_interpolation_matrices():
+    """Inference point <-> voxel maps (embedding bags) against voxel_to_point / point_to_voxel."""
+    from sahmr_ros.networks.sparse import point_to_voxel, point_to_voxel_fused, voxel_to_point, voxel_to_point_fused
+
+    g = torch.Generator().manual_seed(3)
+    x = _voxels(n=400, lo=-6, hi=6, channels=5, stride=4, seed=7, dtype=torch.float32)
+    points = torch.rand(500, 3, generator=g) * 48 - 24
+    batch = torch.randint(0, 2, (500,), generator=g)
+    ctx = SparseContext(x.coords, 2, backend="torch")
+    ctx._indices[4] = sparse_module.VoxelGrid.build(x.coords, 4)
+    with torch.no_grad():
+        assert (voxel_to_point_fused(x, points, batch, ctx) - voxel_to_point(x, points, batch)).abs().max() < 1e-6
+        pf = torch.randn(500, 3, generator=g)
+        ref = point_to_voxel(x, pf, points, batch).feats
+        got = point_to_voxel_fused(x, pf, points, batch, ctx).feats
+    assert (ref == 0).all(1).any() and (ref - got).abs().max() < 1e-6

@@ -35,6 +35,7 @@ import itertools
 import math
 import os
 import warnings
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
@@ -64,6 +65,11 @@ __all__ = [
     "sparse_conv",
     "voxel_to_point",
     "point_to_voxel",
+    "fusable",
+    "fused_conv",
+    "fused_linear",
+    "voxel_to_point_fused",
+    "point_to_voxel_fused",
 ]
 
 Rounding = Literal["trunc", "floor"]
@@ -291,6 +297,7 @@ class SparseContext:
     _down: dict = field(default_factory=dict)  # stride -> (floor coords, trunc coords, floor row of trunc)
     _maps: dict = field(default_factory=dict)  # torch backend: (kind, stride) -> kernel map
     _indices: dict = field(default_factory=dict)  # stride -> CoordIndex of that stride's coordinates
+    _point_maps: dict = field(default_factory=dict)  # inference: (kind, stride) -> point <-> voxel bags
 
     def __post_init__(self):
         if self.rounding not in ("trunc", "floor"):
@@ -474,6 +481,44 @@ class KernelMap:
             self._groups = list(zip(self.in_rows[order].split(counts), self.out_rows[order].split(counts)))
         return self._groups
 
+    def source_index(self) -> torch.Tensor:
+        """(N_in,) ``sources`` with ``N_out * K`` (one row past ``Y``) where a row feeds no pair."""
+        if "sources" not in self._select:
+            self._select["sources"] = torch.where(self.sources >= 0, self.sources, self.sources.new_tensor(
+                len(self.out_coords) * self.volume))
+        return self._select["sources"]
+
+    def bag(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output-major bags over ``Y`` rows ``n * K + k`` (the one-GEMM form): (rows (n_pairs,), starts (N_out,)).
+
+        ``out[o]`` sums ``Y[rows[starts[o]:starts[o + 1]]]`` (one 1-d ``embedding_bag``; its 2-d form with a
+        padding index is ~20x slower on CPU); built from the table without a sort.
+        """
+        if "bag" not in self._select:
+            k = torch.arange(self.volume, device=self.table.device)
+            self._select["bag"] = ((self.table * self.volume + k)[self.present],
+                                   _exclusive_cumsum(self.present.sum(1)))
+        return self._select["bag"]
+
+    def offset_pairs(self) -> tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+        """Pairs of every offset but ``identity``, offset-major, for the pairs-only (gather-GEMM) form.
+
+        Returns (in_rows (P,), per-offset counts (K,), order (P,), starts (N_out,)): pair ``j`` of offset
+        ``k`` is row ``sum(counts[:k]) + j`` (outputs ascending); ``order`` lists the pair rows
+        output-major and ``starts`` each output's first entry in it (the bags of one ``embedding_bag``).
+        """
+        if "pairs" not in self._select:
+            present = self.present.clone()
+            if self.identity is not None:
+                present[:, self.identity] = False
+            by_offset = present.t().contiguous()  # (K, N_out)
+            flat = by_offset.view(-1)
+            position = torch.cumsum(flat, 0).sub_(1).view(by_offset.shape).t()  # (N_out, K) row in the list
+            in_rows = self.table.t().reshape(-1)[flat]
+            counts = by_offset.sum(1).tolist()
+            self._select["pairs"] = (in_rows, counts, position[present], _exclusive_cumsum(present.sum(1)))
+        return self._select["pairs"]
+
     def selection(self, transposed: bool) -> "_SparseMatrix":
         """0/1 matrix S mapping ``Y`` rows ``n * K + k`` to output rows ``o`` (``out = S @ Y``)."""
         if transposed not in self._select:
@@ -535,6 +580,11 @@ class _SparseMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return None, ctx.m.csr(grad.dtype, transposed=True) @ grad.contiguous()
+
+
+def _exclusive_cumsum(counts: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 start of each bag of ``counts`` (N,) in a concatenation: ``[0, c0, c0 + c1, ...]``."""
+    return torch.cumsum(counts, 0).sub_(counts)
 
 
 def _offsets(k: int, device: torch.device) -> torch.Tensor:
@@ -663,6 +713,11 @@ class SubmanifoldConv3d(nn.Module):
         out = ctx.run(self.conv, x)
         return x.replace(out.features)
 
+    def fused(self, x: SparseVoxels, ctx: SparseContext, bn: nn.BatchNorm1d | None = None,
+              relu: bool = False) -> SparseVoxels:
+        """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
+        return x.replace(fused_conv(self.conv, x.feats, ctx.subm_map(x), "subm", bn, relu))
+
 
 class DownConv3d(nn.Module):
     """2x2x2 stride-2 convolution, no bias. Weight: spconv layout (Cout, 2, 2, 2, Cin)."""
@@ -693,6 +748,12 @@ class DownConv3d(nn.Module):
         ctx._down[x.stride] = (floor_coords, trunc_coords, rows)
         return SparseVoxels(trunc_coords, feats, coarse)
 
+    def fused(self, x: SparseVoxels, ctx: SparseContext, bn: nn.BatchNorm1d | None = None,
+              relu: bool = False) -> SparseVoxels:
+        """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
+        m = ctx.down_map(x)
+        return SparseVoxels(m.out_coords, fused_conv(self.conv, x.feats, m, "down", bn, relu), 2 * x.stride)
+
 
 class UpConv3d(nn.Module):
     """2x2x2 transposed convolution reusing the kernel map of the matching :class:`DownConv3d`.
@@ -719,6 +780,12 @@ class UpConv3d(nn.Module):
             feats[rows[hit]] = x.feats[hit]
         out = ctx.run(self.conv, SparseVoxels(floor_coords, feats, x.stride))
         return SparseVoxels(ctx.from_spconv_coords(out.indices, fine), out.features, fine)
+
+    def fused(self, x: SparseVoxels, ctx: SparseContext, bn: nn.BatchNorm1d | None = None,
+              relu: bool = False) -> SparseVoxels:
+        """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
+        m = ctx._maps[("down", x.stride // 2)]
+        return SparseVoxels(m.in_coords, fused_conv(self.conv, x.feats, m, "up", bn, relu), x.stride // 2)
 
 
 class PointwiseConv(nn.Linear):
@@ -794,6 +861,17 @@ def _grid_interpolation(x: SparseVoxels, points: torch.Tensor, batch: torch.Tens
     Corners outside their sample's box (or of a batch id the grid lacks) get weight 0 before the read,
     so every read is in the table; the weights are those of the search-based form.
     """
+    rows, w = _grid_corners(x, points, batch, grid)
+    present = w != 0
+    p = present.nonzero(as_tuple=True)[0]
+    return _SparseMatrix(p, rows[present], w[present], (len(points), len(x.coords)), rows_sorted=True)
+
+
+def _grid_corners(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, grid: VoxelGrid):
+    """Row and normalised trilinear weight of each point's 8 corners: ((P, 8) int64, (P, 8) float).
+
+    Absent corners have weight 0 and row 0 (a valid row: ``x`` must not be empty).
+    """
     s = x.stride
     with torch.no_grad():
         base = torch.floor(points / s) * s  # (P, 3)
@@ -815,8 +893,66 @@ def _grid_interpolation(x: SparseVoxels, points: torch.Tensor, batch: torch.Tens
         present = (rows >= 0) & (w != 0)
         w = torch.where(present, w, torch.zeros_like(w))
         w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
-        p = present.nonzero(as_tuple=True)[0]
-        return _SparseMatrix(p, rows[present], w[present], (len(points), len(x.coords)), rows_sorted=True)
+        return torch.where(present, rows, torch.zeros_like(rows)), w
+
+
+def voxel_to_point_fused(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, ctx: "SparseContext",
+                         on_coords: bool = False) -> torch.Tensor:
+    """Inference :func:`voxel_to_point` with per-stride cached corner tables (one ``embedding_bag``).
+
+    Args:
+        x: sparse voxels at stride s; points: (P, 3) float, finest-voxel units; batch: (P,) int64.
+        ctx: the forward's context (caches the tables per stride; ``x.coords`` must be the context's
+            coordinates of that stride).
+        on_coords: the points are exactly ``x``'s voxel coordinates, in row order (stride 1 of SPVCNN):
+            each point reads its own voxel with weight ``1 / (1 + 1e-8)`` (1 in float32).
+
+    Returns:
+        (P, C) point features, float32 or better.
+    """
+    dtype = torch.promote_types(at_least_float32(x.feats).dtype, points.dtype)
+    if on_coords:
+        one = torch.ones((), dtype=points.dtype)
+        w = float(one / (one + 1e-8))
+        return x.feats.to(dtype) if w == 1.0 else x.feats.to(dtype) * w
+    index = ctx.coord_index(x)
+    if not isinstance(index, VoxelGrid):
+        return voxel_to_point(x, points, batch, index, ctx._point_maps.setdefault("v2p csr", {}))
+    key = ("v2p", x.stride)
+    if key not in ctx._point_maps:
+        ctx._point_maps[key] = _grid_corners(x, points, batch, index)
+    rows, w = ctx._point_maps[key]
+    with full_precision(x.feats.device):
+        return nn.functional.embedding_bag(rows, x.feats.to(dtype), per_sample_weights=w.to(dtype), mode="sum")
+
+
+def point_to_voxel_fused(x: SparseVoxels, point_feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor,
+                         ctx: "SparseContext", on_coords: bool = False) -> SparseVoxels:
+    """Inference :func:`point_to_voxel`: one ``embedding_bag`` (mean) over per-stride cached bags.
+
+    Args:
+        x: sparse voxels at stride s (only coords and stride are used; the context's of that stride).
+        point_feats: (P, C); points: (P, 3) finest-voxel units; batch: (P,) int64.
+        ctx: the forward's context (caches the bags per stride).
+        on_coords: the points are exactly ``x``'s voxel coordinates, in row order: the identity.
+
+    Returns:
+        SparseVoxels with ``x``'s coordinates and the averaged features (zeros where no point falls).
+    """
+    if on_coords:
+        return x.replace(point_feats)
+    key = ("p2v", x.stride)
+    if key not in ctx._point_maps:
+        with torch.no_grad():
+            cell = (torch.floor(points / x.stride) * x.stride).to(torch.int64)
+            rows = ctx.coord_index(x).lookup(torch.cat([batch[:, None].to(torch.int64), cell], dim=1))
+            valid = rows >= 0
+            order = torch.argsort(torch.where(valid, rows, len(x.coords)), stable=True)[:int(valid.sum())]
+            counts = torch.bincount(rows[valid], minlength=len(x.coords))
+            ctx._point_maps[key] = (order, _exclusive_cumsum(counts))
+    order, starts = ctx._point_maps[key]
+    with full_precision(point_feats.device):
+        return x.replace(nn.functional.embedding_bag(order, point_feats, starts, mode="mean"))
 
 
 def point_to_voxel(
@@ -864,3 +1000,160 @@ def kernel_from_torchsparse(kernel: torch.Tensor, kernel_size: int) -> torch.Ten
     if kernel_size % 2 == 1:  # axes are (iz, iy, ix)
         return w.permute(4, 2, 1, 0, 3).contiguous()
     return w.permute(4, 0, 1, 2, 3).contiguous()  # axes are (ix, iy, iz)
+
+
+# -- inference fast path: batch norm folded into the convolutions, fewer and larger operations ----------
+# Rows x output columns above which a submanifold conv multiplies only the present pairs (one GEMM per
+# offset into one buffer) instead of all K offsets of every input (one GEMM): the per-offset form's ~26
+# calls cost about as much as this many wasted multiply-adds (timed on the stride-1 maps, bench/sparse.py)
+_PAIRS_MIN_WASTED_MACS = 6_000_000
+_PAIRS_MIN_OUT_CHANNELS = 16
+_PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _prepared(owner: nn.Module, tag: tuple, tensors: tuple, build):
+    """``build()``, cached on ``owner`` under ``tag`` until any of ``tensors`` changes (storage or version).
+
+    Weights folded for inference are derived from parameters and buffers; an optimiser step, a
+    ``load_state_dict`` or a replaced parameter changes a tensor's version or storage, and the next call
+    rebuilds. Nothing is stored in the module's state dict.
+    """
+    key = tuple((id(t), t.data_ptr(), t._version, t.dtype) for t in tensors if t is not None)
+    entries = _PREPARED.setdefault(owner, {})
+    hit = entries.get(tag)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = build()
+    entries[tag] = (key, value)
+    return value
+
+
+def _bn_tensors(bn: nn.BatchNorm1d | None) -> tuple:
+    if bn is None:
+        return ()
+    return (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+
+
+def _bn_affine(bn: nn.BatchNorm1d | None, c_out: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as ``y * scale + shift``: ((Cout,), (Cout,)) in ``dtype`` (identity if None)."""
+    if bn is None:
+        return torch.ones(c_out, dtype=dtype, device=device), torch.zeros(c_out, dtype=dtype, device=device)
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("folding batch norm needs running statistics (track_running_stats=True)")
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(dtype)
+    shift = -bn.running_mean.to(dtype) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(dtype)
+    return scale, shift
+
+
+def fusable(module: nn.Module, ctx: "SparseContext") -> bool:
+    """Whether ``module`` runs the inference fast path: torch backend, eval mode, no autograd."""
+    return ctx.backend == "torch" and not module.training and not torch.is_grad_enabled()
+
+
+def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | None = None,
+                 relu: bool = False) -> torch.Tensor:
+    """Inference ``relu?(bn(linear(feats)))`` as one GEMM with the batch norm folded in.
+
+    Args:
+        linear: (Cout, Cin) weight, optional bias (a :class:`PointwiseConv` or ``nn.Linear``).
+        feats: (N, Cin).
+        bn: eval-mode batch norm of the Cout outputs, or None.
+        relu: apply ReLU.
+
+    Returns:
+        (N, Cout) float32 (float64 for float64 inputs); the GEMM's operands are bf16 under CPU bf16 autocast.
+    """
+    dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(linear.weight).dtype)
+    gemm = _gemm_dtype(dtype, feats.device)
+
+    def build():
+        scale, shift = _bn_affine(bn, linear.weight.shape[0], dtype, feats.device)
+        w = (linear.weight.to(dtype) * scale[:, None]).t().to(gemm)
+        if linear.bias is not None:
+            shift = shift + linear.bias.to(dtype) * scale
+        return w, shift.to(gemm), shift
+
+    w, shift_gemm, shift = _prepared(linear, ("linear", gemm, dtype), (linear.weight, linear.bias) + _bn_tensors(bn),
+                                     build)
+    with full_precision(feats.device):
+        if gemm == dtype:
+            out = torch.addmm(shift, feats.to(gemm), w)
+        else:
+            out = (feats.to(gemm) @ w).to(dtype).add_(shift)
+    return out.relu_() if relu else out
+
+
+def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str, bn: nn.BatchNorm1d | None = None,
+               relu: bool = False) -> torch.Tensor:
+    """Inference ``relu?(bn(conv(feats)))`` of a sparse convolution, batch norm folded into its kernel.
+
+    Same result as :func:`sparse_conv` followed by the eval-mode batch norm (within float rounding) in
+    fewer operations; the folded kernels are cached on ``conv`` (rebuilt when a weight changes). Forms:
+
+    * ``"subm"``: narrow layers, ``Y = feats @ [W_0 .. W_K-1]`` and one ``embedding_bag`` summing each
+      output's present rows of Y (:meth:`KernelMap.bag`); wider ones, one gather of the present pairs'
+      inputs (all offsets but the centre), one GEMM per offset into one buffer, one ``embedding_bag``
+      summing each output's pairs, plus the centre offset's GEMM (:meth:`KernelMap.offset_pairs`);
+    * ``"down"``: im2col, one gather of each output's 8 inputs and one GEMM;
+    * ``"up"`` (transposed ``down`` map): ``Y`` of the coarse rows and one gather per fine row; a fine row
+      without a coarse parent gets the batch norm's shift (its convolution is 0).
+
+    Args:
+        conv: module holding the spconv-layout kernel ``weight`` (Cout, k, k, k, Cin).
+        feats: (N_in, Cin) (the coarse rows for ``"up"``).
+        kmap: the layer's kernel map.
+        kind: ``"subm"``, ``"down"`` or ``"up"``.
+        bn: eval-mode batch norm of the outputs, or None.
+        relu: apply ReLU.
+
+    Returns:
+        (N_out, Cout) float32 (float64 for float64 inputs); GEMM operands bf16 under CPU bf16 autocast.
+    """
+    weight = conv.weight
+    dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(weight).dtype)
+    gemm = _gemm_dtype(dtype, feats.device)
+    c_out, c_in, volume = weight.shape[0], weight.shape[-1], kmap.volume
+    form = kind
+    if kind == "subm":
+        wasted = (len(kmap.out_coords) * volume - kmap.n_pairs) * c_in * c_out
+        pairs = c_out >= _PAIRS_MIN_OUT_CHANNELS and wasted > _PAIRS_MIN_WASTED_MACS and kmap.identity is not None
+        form = "pairs" if pairs else "subm"
+
+    def build():
+        scale, shift = _bn_affine(bn, c_out, dtype, feats.device)
+        w = weight.to(dtype).reshape(c_out, volume, c_in) * scale[:, None, None]  # (Cout, K, Cin)
+        if form == "down":
+            return w.permute(1, 2, 0).reshape(volume * c_in, c_out).to(gemm), shift  # row k * Cin + i
+        if form == "pairs":
+            return w.permute(1, 2, 0).to(gemm).unbind(0), shift  # K of (Cin, Cout)
+        return w.permute(2, 1, 0).reshape(c_in, volume * c_out).to(gemm), shift  # column k * Cout + j
+
+    w, shift = _prepared(conv, ("conv", form, gemm, dtype), (weight,) + _bn_tensors(bn), build)
+    with full_precision(feats.device):
+        f = feats.to(gemm)
+        if form == "subm":
+            rows, starts = kmap.bag()
+            y = (f @ w).view(-1, c_out).to(dtype)
+            out = nn.functional.embedding_bag(rows, y, starts, mode="sum").add_(shift)
+        elif form == "pairs":
+            in_rows, counts, order, starts = kmap.offset_pairs()
+            g = f.index_select(0, in_rows)
+            z = torch.empty(len(in_rows), c_out, dtype=gemm, device=f.device)
+            begin = 0
+            for k, n in enumerate(counts):
+                if n:
+                    torch.mm(g[begin:begin + n], w[k], out=z[begin:begin + n])
+                    begin += n
+            out = nn.functional.embedding_bag(order, z.to(dtype), starts, mode="sum")
+            out.add_((f @ w[kmap.identity]).to(dtype)).add_(shift)
+        elif form == "down":
+            out = (_pad_row(f).index_select(0, kmap.padded_table()).view(-1, volume * c_in) @ w).to(dtype)
+            out.add_(shift)
+        else:
+            y = (f @ w).view(-1, c_out).to(dtype).add_(shift)
+            out = torch.cat([y, shift[None]]).index_select(0, kmap.source_index())
+    return out.relu_() if relu else out

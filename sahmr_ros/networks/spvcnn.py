@@ -23,8 +23,12 @@ from sahmr_ros.networks.sparse import (
     SparseVoxels,
     SubmanifoldConv3d,
     UpConv3d,
+    fusable,
+    fused_linear,
     point_to_voxel,
+    point_to_voxel_fused,
     voxel_to_point,
+    voxel_to_point_fused,
 )
 
 __all__ = ["SPVCNNConfig", "SPVCNN"]
@@ -77,6 +81,8 @@ class _ConvBlock(nn.Module):
         self.net = _Seq([conv, nn.BatchNorm1d(out_channels), nn.ReLU(True)])
 
     def forward(self, x: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
+        if fusable(self, ctx):  # inference: batch norm folded into the convolution
+            return self.net[0].fused(x, ctx, self.net[1], relu=True)
         return self.net(x, ctx)
 
 
@@ -101,6 +107,14 @@ class ResidualBlock(nn.Module):
         self.relu = nn.ReLU(True)
 
     def forward(self, x: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
+        if fusable(self, ctx):  # inference: batch norms folded into the convolutions
+            conv1, bn1, _, conv2, bn2 = self.net
+            y = conv2.fused(conv1.fused(x, ctx, bn1, relu=True), ctx, bn2)
+            if self.downsample is None:
+                shortcut = x.feats
+            else:
+                shortcut = fused_linear(self.downsample[0], x.feats, self.downsample[1])
+            return y.replace(y.feats.add_(shortcut).relu_())
         shortcut = x.feats if self.downsample is None else self.downsample(x, ctx).feats
         return x.replace(self.relu(self.net(x, ctx).feats + shortcut))
 
@@ -184,6 +198,8 @@ class SPVCNN(nn.Module):
         # one point per input voxel, at its integer coordinate: float32 (bf16 is exact only to 256)
         points = coords[:, 1:].to(torch.promote_types(feats.dtype, torch.float32))
         batch = coords[:, 0].to(torch.int64)
+        if fusable(self, ctx):
+            return self._forward_fused(coords, feats, points, batch, ctx)
         interp: dict = {}  # interpolation matrices per stride: x0 and y4 share stride 1's coordinates
 
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
@@ -207,6 +223,35 @@ class SPVCNN(nn.Module):
         y3 = self._up(self.up3, y3, x1, ctx)
         y4 = self._up(self.up4, y3, x0, ctx)
         z3 = voxel_to_point(y4, points, batch, ctx.coord_index(y4), interp) + self.point_transforms[2](z2)
+        return self.classifier(z3)
+
+    def _forward_fused(self, coords: torch.Tensor, feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor,
+                       ctx: SparseContext) -> torch.Tensor:
+        """:meth:`forward` for inference (eval mode, no autograd, torch backend); returns (N, out_channels).
+
+        Batch norms are folded into the convolutions and linear layers, the point <-> voxel maps are
+        cached embedding bags, dropout is the identity. The points are the input voxels' coordinates,
+        so at stride 1 both maps are the identity.
+        """
+        pt = self.point_transforms
+        x0 = SparseVoxels(coords, self.fc_in(feats), 1)
+        x0 = self.stem[3].fused(self.stem[0].fused(x0, ctx, self.stem[1], relu=True), ctx, self.stem[4], relu=True)
+        z0 = voxel_to_point_fused(x0, points, batch, ctx, on_coords=True)
+
+        x1 = self.stage1(point_to_voxel_fused(x0, z0, points, batch, ctx, on_coords=True), ctx)
+        x2 = self.stage2(x1, ctx)
+        x3 = self.stage3(x2, ctx)
+        x4 = self.stage4(x3, ctx)
+        z1 = voxel_to_point_fused(x4, points, batch, ctx).add_(fused_linear(pt[0][0], z0, pt[0][1], relu=True))
+
+        y1 = self._up(self.up1, point_to_voxel_fused(x4, z1, points, batch, ctx), x3, ctx)
+        y2 = self._up(self.up2, y1, x2, ctx)
+        z2 = voxel_to_point_fused(y2, points, batch, ctx).add_(fused_linear(pt[1][0], z1, pt[1][1], relu=True))
+
+        y3 = self._up(self.up3, point_to_voxel_fused(y2, z2, points, batch, ctx), x1, ctx)
+        y4 = self._up(self.up4, y3, x0, ctx)
+        z3 = fused_linear(pt[2][0], z2, pt[2][1], relu=True)
+        z3 = voxel_to_point_fused(y4, points, batch, ctx, on_coords=True) + z3
         return self.classifier(z3)
 
     @staticmethod
