@@ -1,0 +1,118 @@
+"""Inference-time folding of BatchNorm into the preceding convolution.
+
+In eval mode a BatchNorm is an affine map per channel, ``y = (x - mean) * g / sqrt(var + eps) + b``,
+so ``bn(conv(x))`` equals one convolution with the weight scaled per output channel and a new bias.
+Folding halves the number of operator calls of a conv+BN network (the small HRNet trunks are bound
+by that count, not by arithmetic) and saves one pass over every feature map.
+
+The folded tensors are computed at run time from the modules' current parameters and buffers and
+cached on the conv module as a plain attribute (not a parameter or buffer, so ``state_dict`` and
+checkpoint keys are unchanged). The cache is keyed on the storage address and version counter of
+every tensor involved, so it is rebuilt after ``load_state_dict``, ``.to(...)``, an optimiser step
+or any in-place change (e.g. of ``running_mean``). Training (train-mode BN, autograd) never uses it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["can_fold", "conv_bn", "folded_conv_bn"]
+
+_CACHE_ATTR = "_sahmr_folded_bn"
+
+
+def can_fold(bn: nn.BatchNorm2d) -> bool:
+    """Tell whether ``bn`` may be folded now: eval mode, running statistics, autograd off.
+
+    With grad enabled the unfolded modules run (the reference path: gradients reach the BN's
+    parameters exactly as in training code); in train mode BN normalises with batch statistics.
+    """
+    return (not bn.training and bn.running_mean is not None and bn.running_var is not None
+            and not torch.is_grad_enabled())
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """Tell whether the 4-d tensor ``t`` is laid out channels_last (and not also plain contiguous)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _stamp(t: torch.Tensor | None) -> tuple[int, int]:
+    """``(address, version)`` of ``t``; inference tensors have no version counter (-1)."""
+    if t is None:
+        return (0, 0)
+    try:
+        return (t.data_ptr(), t._version)
+    except RuntimeError:  # inference tensor: in-place changes happen only inside inference mode
+        return (t.data_ptr(), -1)
+
+
+def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
+                   memory_format: torch.memory_format | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the weight and bias of the convolution equal to ``bn(conv(x))`` in eval mode.
+
+    Args:
+        conv: Conv2d ``(C_out, C_in / groups, kh, kw)`` weight, optional ``(C_out,)`` bias.
+        bn: BatchNorm2d over ``C_out`` channels with running statistics.
+        memory_format: Layout of the returned weight; None keeps that of ``conv.weight``.
+
+    Returns:
+        ``weight (C_out, C_in / groups, kh, kw)`` and ``bias (C_out,)``, both in the dtype of
+        ``conv.weight`` (folded in float32 or better, then cast), cached on ``conv`` until any of
+        the tensors involved changes. Call only under :func:`can_fold` conditions: the result
+        carries no autograd history.
+    """
+    if memory_format is None:
+        memory_format = torch.channels_last if _is_channels_last(conv.weight) else torch.contiguous_format
+    key = (_stamp(conv.weight), _stamp(conv.bias), _stamp(bn.weight), _stamp(bn.bias),
+           _stamp(bn.running_mean), _stamp(bn.running_var), bn.eps, memory_format)
+    cached = conv.__dict__.get(_CACHE_ATTR)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    with torch.no_grad():
+        weight = conv.weight
+        acc = torch.promote_types(weight.dtype, torch.float32)
+        scale = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.to(acc)
+        shift = -bn.running_mean.to(acc) if conv.bias is None else conv.bias.to(acc) - bn.running_mean
+        bias = shift * scale
+        if bn.bias is not None:
+            bias = bias + bn.bias.to(acc)
+        folded = (weight.to(acc) * scale.view(-1, *[1] * (weight.ndim - 1))).to(weight.dtype)
+        folded = folded.contiguous(memory_format=memory_format)
+        bias = bias.to(weight.dtype)
+    conv.__dict__[_CACHE_ATTR] = (key, folded, bias)
+    return folded, bias
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, relu: bool = False,
+            residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``act(bn(conv(x)) [+ residual])``, one folded convolution when :func:`can_fold` allows.
+
+    Args:
+        conv, bn: the layers (``bn`` over the conv's output channels).
+        x: ``(B, C_in, H, W)`` input.
+        relu: apply a ReLU at the end (after the residual sum).
+        residual: optional ``(B, C_out, H', W')`` tensor added before the ReLU.
+
+    Returns:
+        ``(B, C_out, H', W')``. On the folded path the residual sum and ReLU are done in place on
+        the conv's (fresh) output, and the folded weight is channels_last when ``x`` or
+        ``conv.weight`` is (torch then runs the oneDNN convolution, whose output is channels_last
+        too, so a network fed channels_last stays so); otherwise the modules run unchanged
+        (autograd, train mode).
+    """
+    if not can_fold(bn) or conv.padding_mode != "zeros":
+        y = bn(conv(x))
+        if residual is not None:
+            y = y + residual
+        return F.relu(y) if relu else y
+    channels_last = _is_channels_last(x) or _is_channels_last(conv.weight)
+    weight, bias = folded_conv_bn(conv, bn, torch.channels_last if channels_last else torch.contiguous_format)
+    y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if residual is not None:
+        y += residual
+    return y.relu_() if relu else y
