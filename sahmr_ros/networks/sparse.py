@@ -223,6 +223,15 @@ class VoxelGrid:
             return None
         return cls(c, stride, lo - 1, size)
 
+    @classmethod
+    def from_table(cls, stride: int, lo: torch.Tensor, size: list[int], table: torch.Tensor) -> "VoxelGrid":
+        """A grid over a filled ``table`` (B * X * Y * Z,) int64 or None (set later); ``lo``, ``size``: see class."""
+        grid = cls.__new__(cls)
+        grid.stride, grid.lo, grid.size, grid.table = stride, lo, size, table
+        grid.volume = size[0] * size[1] * size[2]
+        grid._axis = torch.tensor([size[1] * size[2], size[2], 1], dtype=torch.int64, device=lo.device)
+        return grid
+
     def cells(self, coords: torch.Tensor) -> torch.Tensor:
         """Table entry of each (N, 4) coordinate, a multiple of ``stride`` inside its box: (N,) int64."""
         c = coords.to(torch.int64)
@@ -298,6 +307,8 @@ class SparseContext:
     _maps: dict = field(default_factory=dict)  # torch backend: (kind, stride) -> kernel map
     _indices: dict = field(default_factory=dict)  # stride -> CoordIndex of that stride's coordinates
     _point_maps: dict = field(default_factory=dict)  # inference: (kind, stride) -> point <-> voxel bags
+    _pyramid: bool = False  # every stride's maps built by :meth:`build_pyramid`
+    gemm: torch.dtype | None = None  # inference: GEMM operand dtype fixed for the forward (None: per call)
 
     def __post_init__(self):
         if self.rounding not in ("trunc", "floor"):
@@ -421,6 +432,100 @@ class SparseContext:
                 self._maps[key] = KernelMap(x.coords, coarse, table.view(-1, 8), 8, sources=sources)
         return self._maps[key]
 
+    # -- inference: every stride's grid and kernel maps in one pass (no sort, no unique) -----------------
+    def build_pyramid(self) -> bool:
+        """Build the lookup grids, submanifold maps and down maps of strides 1 .. ``max_stride`` at once.
+
+        The same maps as :meth:`subm_map` and :meth:`down_map` build lazily, found without a sort: the
+        voxels of stride ``2s`` are the cells marked by the stride-``s`` voxels (their ``rounding`` parents)
+        in a dense per-sample table of stride-``2s`` cells (a :class:`VoxelGrid`'s), numbered in table order
+        by a cumulative sum, which is the (b, x, y, z) order of :meth:`downsample_coords`; the numbered table
+        is the stride-``2s`` lookup. Each sample's box at every stride follows from its stride-1 box (the
+        cells ``round(c / s)`` of a sample span ``round(lo / s) .. round(hi / s)``, ``round`` monotone).
+
+        Returns:
+            True when built (or already built); False, building nothing, where a table would exceed
+            ``_GRID_CELLS_PER_VOXEL`` cells per input voxel (plus ``_GRID_MIN_CELLS``), a batch id is
+            negative, there are no voxels or the backend is spconv (the lazy builders then apply).
+        """
+        if self._pyramid:
+            return True
+        if self.backend != "torch" or len(self.coords) == 0 or self._maps or self._indices:
+            return False
+        strides = [1 << i for i in range(int(math.log2(self.max_stride)) + 1)]
+        mode = "floor" if self.rounding == "floor" else "trunc"
+        with torch.no_grad():
+            c = self.coords.to(torch.int64)
+            b, xyz = c[:, 0], c[:, 1:]
+            b_lo, b_hi = torch.aminmax(b)
+            if int(b_lo) < 0:
+                return False
+            n_batch = int(b_hi) + 1
+            if n_batch == 1:
+                lo, hi = torch.aminmax(xyz, dim=0)
+                lo, hi = lo[None], hi[None]
+            else:
+                index = b[:, None].expand(-1, 3)
+                lo = xyz.new_zeros(n_batch, 3).scatter_reduce(0, index, xyz, "amin", include_self=False)
+                hi = xyz.new_zeros(n_batch, 3).scatter_reduce(0, index, xyz, "amax", include_self=False)
+            s_t = torch.tensor(strides, dtype=torch.int64, device=c.device)[:, None, None]
+            lo_all = torch.div(lo[None], s_t, rounding_mode=mode) - 1  # (L, B, 3) box corners, one cell margin
+            hi_all = torch.div(hi[None], s_t, rounding_mode=mode) + 1
+            sizes = ((hi_all - lo_all).amax(1) + 1).tolist()  # (L, 3)
+            if any(n_batch * x * y * z > _GRID_CELLS_PER_VOXEL * len(c) + _GRID_MIN_CELLS for x, y, z in sizes):
+                return False
+            offsets = _offsets(3, c.device) - 1  # (27, 3) submanifold offsets in cells
+            corner = torch.tensor([4, 2, 1], dtype=torch.int64, device=c.device)
+            fine_coords = self.coords
+            for level, s in enumerate(strides):
+                grid_lo = lo_all[level]
+                grid = VoxelGrid.from_table(s, grid_lo, sizes[level], None)
+                axis, volume = grid._axis, grid.volume
+                box_lo = grid_lo if n_batch == 1 else grid_lo[b]
+                if level == 0:
+                    cells = ((xyz - box_lo) * axis).sum(1) + b * volume
+                    table = torch.full((n_batch * volume,), -1, dtype=torch.int64, device=c.device)
+                    table.index_copy_(0, cells, torch.arange(len(c), device=c.device))
+                    coords = self.coords
+                else:
+                    # mark the cells of the finer voxels' parents; rank them in table order
+                    q = torch.div(xyz, s, rounding_mode=mode)
+                    parent_cells = ((q - box_lo) * axis).sum(1) + b * volume
+                    occupied = torch.zeros(n_batch * volume, dtype=torch.bool, device=c.device)
+                    occupied.index_fill_(0, parent_cells, True)
+                    rank = torch.cumsum(occupied, 0)
+                    n = int(rank[-1])
+                    table = torch.where(occupied, rank - 1, -1)
+                    row = table.index_select(0, parent_cells)  # (N_fine,) coarse row of each finer voxel
+                    # (index_copy_ with repeated rows: every copy to a row carries the same value)
+                    cells = torch.empty(n, dtype=torch.int64, device=c.device).index_copy_(0, row, parent_cells)
+                    coords = torch.empty(n, 4, dtype=torch.int32, device=c.device).index_copy_(
+                        0, row, torch.cat([b[:, None], q * s], 1).to(torch.int32))
+                    # down map from the finer stride: each finer voxel's 2x2x2 block is its floor parent
+                    if mode == "floor":
+                        block, parent = q, row
+                    else:
+                        block = torch.div(xyz, s, rounding_mode="floor")
+                        parent = table.index_select(0, ((block - box_lo) * axis).sum(1) + b * volume)
+                    k = ((torch.div(xyz, s // 2, rounding_mode="floor") - 2 * block) * corner).sum(1)
+                    sources = parent * 8 + k
+                    slot = sources
+                    if mode != "floor":
+                        hit = parent >= 0
+                        sources = torch.where(hit, sources, -1)
+                        slot = torch.where(hit, sources, n * 8)
+                    down = torch.full((n * 8 + 1,), -1, dtype=torch.int64, device=c.device)
+                    down.index_copy_(0, slot, torch.arange(len(xyz), device=c.device))  # repeats: the unused slot
+                    self._maps[("down", s // 2)] = KernelMap(fine_coords, coords, down[:-1].view(n, 8), 8,
+                                                             sources=sources)
+                    b, xyz, fine_coords = coords[:, 0].to(torch.int64), coords[:, 1:].to(torch.int64), coords
+                grid.table = table
+                self._indices[s] = grid
+                neighbours = table.index_select(0, (cells[:, None] + (offsets * axis).sum(1)).view(-1)).view(-1, 27)
+                self._maps[("subm", s)] = KernelMap(coords, coords, neighbours, 27, identity=13)
+        self._pyramid = True
+        return True
+
 
 class KernelMap:
     """Which input row each output row reads at each kernel offset, for the torch backend.
@@ -496,7 +601,7 @@ class KernelMap:
         """
         if "bag" not in self._select:
             k = torch.arange(self.volume, device=self.table.device)
-            self._select["bag"] = ((self.table * self.volume + k)[self.present],
+            self._select["bag"] = (torch.masked_select(self.table * self.volume + k, self.present),
                                    _exclusive_cumsum(self.present.sum(1)))
         return self._select["bag"]
 
@@ -514,9 +619,11 @@ class KernelMap:
             by_offset = present.t().contiguous()  # (K, N_out)
             flat = by_offset.view(-1)
             position = torch.cumsum(flat, 0).sub_(1).view(by_offset.shape).t()  # (N_out, K) row in the list
-            in_rows = self.table.t().reshape(-1)[flat]
+            # masked_select (faster than [mask]) walks memory order: its operands must be contiguous
+            in_rows = torch.masked_select(self.table.t().contiguous(), by_offset)
             counts = by_offset.sum(1).tolist()
-            self._select["pairs"] = (in_rows, counts, position[present], _exclusive_cumsum(present.sum(1)))
+            self._select["pairs"] = (in_rows, counts, torch.masked_select(position.contiguous(), present),
+                                     _exclusive_cumsum(present.sum(1)))
         return self._select["pairs"]
 
     def selection(self, transposed: bool) -> "_SparseMatrix":
@@ -595,6 +702,24 @@ def _offsets(k: int, device: torch.device) -> torch.Tensor:
 def _pad_row(f: torch.Tensor) -> torch.Tensor:
     """(N + 1, C): ``f`` and a zero row (the gather target of absent entries)."""
     return torch.cat([f, f.new_zeros(1, f.shape[1])])
+
+
+_NO_CONTEXT = nullcontext()
+
+
+def _autocast_off(device: torch.device):
+    """:func:`full_precision` where autocast is on for ``device``'s type, else a no-op (no context object built)."""
+    return full_precision(device) if torch.is_autocast_enabled(device.type) else _NO_CONTEXT
+
+
+def _bag(indices: torch.Tensor, table: torch.Tensor, starts: torch.Tensor, mode: int = 0,
+         weights: torch.Tensor | None = None) -> torch.Tensor:
+    """1-d ``embedding_bag`` without the functional wrapper's checks: (B,) bags of rows of ``table`` (R, C).
+
+    ``indices``: (L,) int64 rows; ``starts``: (B,) int64 first entry of each bag; ``mode``: 0 sum, 1 mean;
+    ``weights``: optional (L,) per-entry weights (sum only). Returns (B, C), ``table``'s dtype.
+    """
+    return torch.embedding_bag(table, indices, starts, False, mode, False, weights, False, None)[0]
 
 
 def _gemm_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -716,7 +841,7 @@ class SubmanifoldConv3d(nn.Module):
     def fused(self, x: SparseVoxels, ctx: SparseContext, bn: nn.BatchNorm1d | None = None,
               relu: bool = False) -> SparseVoxels:
         """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
-        return x.replace(fused_conv(self.conv, x.feats, ctx.subm_map(x), "subm", bn, relu))
+        return x.replace(fused_conv(self.conv, x.feats, ctx.subm_map(x), "subm", bn, relu, ctx.gemm))
 
 
 class DownConv3d(nn.Module):
@@ -752,7 +877,7 @@ class DownConv3d(nn.Module):
               relu: bool = False) -> SparseVoxels:
         """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
         m = ctx.down_map(x)
-        return SparseVoxels(m.out_coords, fused_conv(self.conv, x.feats, m, "down", bn, relu), 2 * x.stride)
+        return SparseVoxels(m.out_coords, fused_conv(self.conv, x.feats, m, "down", bn, relu, ctx.gemm), 2 * x.stride)
 
 
 class UpConv3d(nn.Module):
@@ -785,7 +910,7 @@ class UpConv3d(nn.Module):
               relu: bool = False) -> SparseVoxels:
         """Inference ``relu?(bn(self(x)))`` (torch backend, :func:`fused_conv`)."""
         m = ctx._maps[("down", x.stride // 2)]
-        return SparseVoxels(m.in_coords, fused_conv(self.conv, x.feats, m, "up", bn, relu), x.stride // 2)
+        return SparseVoxels(m.in_coords, fused_conv(self.conv, x.feats, m, "up", bn, relu, ctx.gemm), x.stride // 2)
 
 
 class PointwiseConv(nn.Linear):
@@ -896,8 +1021,31 @@ def _grid_corners(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, gr
         return torch.where(present, rows, torch.zeros_like(rows)), w
 
 
+def _input_point_corners(points: torch.Tensor, ctx: "SparseContext", grid: VoxelGrid):
+    """:func:`_grid_corners` of the points ``ctx.coords[:, 1:]`` (batch ``ctx.coords[:, 0]``), ``points`` as float.
+
+    Every corner ``floor(c / s) + {0, 1}^3`` of such a point is in its sample's box (the box spans the
+    rounded coordinates plus one cell, and floor differs from truncation by at most one cell), so no
+    bounds checks; the weights are the same float operations, computed corner-major ((8, P): long
+    contiguous rows vectorise, (P, 8) broadcasts do not). Returns ((P, 8) int64 rows, (P, 8) weights).
+    """
+    s = grid.stride
+    with torch.no_grad():
+        first = grid.cells(ctx.coords)  # (P,) cell of corner 0, floor(c / s)
+        p = points.t()
+        frac = (p - torch.floor(p / s) * s) / s  # (3, P) in [0, 1)
+        w_axis = torch.stack([1.0 - frac, frac], dim=1)  # (3, 2, P): weight of offset 0 / 1 per axis
+        w = (w_axis[0, :, None, None] * w_axis[1, None, :, None] * w_axis[2, None, None, :]).view(8, -1)
+        delta = (_CORNERS.to(points.device) * grid._axis).sum(1)  # corner 4 i + 2 j + k, as _CORNERS
+        rows = grid.table.index_select(0, (delta[:, None] + first).view(-1)).view(8, -1)
+        present = (rows >= 0) & (w != 0)
+        w = torch.where(present, w, 0.0)
+        w = w / (w.sum(dim=0, keepdim=True) + 1e-8)
+        return torch.where(present, rows, 0).t().contiguous(), w.t().contiguous()
+
+
 def voxel_to_point_fused(x: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, ctx: "SparseContext",
-                         on_coords: bool = False) -> torch.Tensor:
+                         on_coords: bool = False, on_input_coords: bool = False) -> torch.Tensor:
     """Inference :func:`voxel_to_point` with per-stride cached corner tables (one ``embedding_bag``).
 
     Args:
@@ -906,6 +1054,8 @@ def voxel_to_point_fused(x: SparseVoxels, points: torch.Tensor, batch: torch.Ten
             coordinates of that stride).
         on_coords: the points are exactly ``x``'s voxel coordinates, in row order (stride 1 of SPVCNN):
             each point reads its own voxel with weight ``1 / (1 + 1e-8)`` (1 in float32).
+        on_input_coords: the points are the context's stride-1 coordinates in row order (``batch`` their
+            batch ids), as SPVCNN's: the corners are read without bounds checks (same result).
 
     Returns:
         (P, C) point features, float32 or better.
@@ -920,14 +1070,18 @@ def voxel_to_point_fused(x: SparseVoxels, points: torch.Tensor, batch: torch.Ten
         return voxel_to_point(x, points, batch, index, ctx._point_maps.setdefault("v2p csr", {}))
     key = ("v2p", x.stride)
     if key not in ctx._point_maps:
-        ctx._point_maps[key] = _grid_corners(x, points, batch, index)
-    rows, w = ctx._point_maps[key]
-    with full_precision(x.feats.device):
-        return nn.functional.embedding_bag(rows, x.feats.to(dtype), per_sample_weights=w.to(dtype), mode="sum")
+        if on_input_coords:
+            ctx._point_maps[key] = _input_point_corners(points, ctx, index)
+        else:
+            ctx._point_maps[key] = _grid_corners(x, points, batch, index)
+    rows, w = ctx._point_maps[key]  # (P, 8) each: bags of 8 entries
+    with _autocast_off(x.feats.device):
+        starts = torch.arange(0, rows.numel(), rows.shape[1], device=rows.device)
+        return _bag(rows.view(-1), x.feats.to(dtype), starts, weights=w.to(dtype).view(-1))
 
 
 def point_to_voxel_fused(x: SparseVoxels, point_feats: torch.Tensor, points: torch.Tensor, batch: torch.Tensor,
-                         ctx: "SparseContext", on_coords: bool = False) -> SparseVoxels:
+                         ctx: "SparseContext", on_coords: bool = False, on_input_coords: bool = False) -> SparseVoxels:
     """Inference :func:`point_to_voxel`: one ``embedding_bag`` (mean) over per-stride cached bags.
 
     Args:
@@ -935,6 +1089,8 @@ def point_to_voxel_fused(x: SparseVoxels, point_feats: torch.Tensor, points: tor
         point_feats: (P, C); points: (P, 3) finest-voxel units; batch: (P,) int64.
         ctx: the forward's context (caches the bags per stride).
         on_coords: the points are exactly ``x``'s voxel coordinates, in row order: the identity.
+        on_input_coords: the points are the context's stride-1 coordinates in row order (``batch`` their
+            batch ids) and ``x``'s lookup is a grid: each point's cell is read from it without a search.
 
     Returns:
         SparseVoxels with ``x``'s coordinates and the averaged features (zeros where no point falls).
@@ -944,15 +1100,19 @@ def point_to_voxel_fused(x: SparseVoxels, point_feats: torch.Tensor, points: tor
     key = ("p2v", x.stride)
     if key not in ctx._point_maps:
         with torch.no_grad():
-            cell = (torch.floor(points / x.stride) * x.stride).to(torch.int64)
-            rows = ctx.coord_index(x).lookup(torch.cat([batch[:, None].to(torch.int64), cell], dim=1))
+            index = ctx.coord_index(x)
+            if on_input_coords and isinstance(index, VoxelGrid):
+                rows = index.table.index_select(0, index.cells(ctx.coords))  # cell floor(c / s): in the box
+            else:
+                cell = (torch.floor(points / x.stride) * x.stride).to(torch.int64)
+                rows = index.lookup(torch.cat([batch[:, None].to(torch.int64), cell], dim=1))
             valid = rows >= 0
             order = torch.argsort(torch.where(valid, rows, len(x.coords)), stable=True)[:int(valid.sum())]
             counts = torch.bincount(rows[valid], minlength=len(x.coords))
             ctx._point_maps[key] = (order, _exclusive_cumsum(counts))
     order, starts = ctx._point_maps[key]
-    with full_precision(point_feats.device):
-        return x.replace(nn.functional.embedding_bag(order, point_feats, starts, mode="mean"))
+    with _autocast_off(point_feats.device):
+        return x.replace(_bag(order, point_feats, starts, mode=1))
 
 
 def point_to_voxel(
@@ -1018,20 +1178,22 @@ def _prepared(owner: nn.Module, tag: tuple, tensors: tuple, build):
     ``load_state_dict`` or a replaced parameter changes a tensor's version or storage, and the next call
     rebuilds. Nothing is stored in the module's state dict.
     """
-    key = tuple((id(t), t.data_ptr(), t._version, t.dtype) for t in tensors if t is not None)
-    entries = _PREPARED.setdefault(owner, {})
+    entries = _PREPARED.get(owner)
+    if entries is None:
+        entries = _PREPARED[owner] = {}
     hit = entries.get(tag)
-    if hit is not None and hit[0] == key:
+    if hit is not None and len(hit[0]) == len(tensors) and all(
+            t is u and t._version == v and t.data_ptr() == p for t, (u, v, p) in zip(tensors, hit[0])):
         return hit[1]
     value = build()
-    entries[tag] = (key, value)
+    entries[tag] = (tuple((t, t._version, t.data_ptr()) for t in tensors), value)
     return value
 
 
 def _bn_tensors(bn: nn.BatchNorm1d | None) -> tuple:
     if bn is None:
         return ()
-    return (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    return tuple(t for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None)
 
 
 def _bn_affine(bn: nn.BatchNorm1d | None, c_out: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1055,7 +1217,7 @@ def fusable(module: nn.Module, ctx: "SparseContext") -> bool:
 
 
 def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | None = None,
-                 relu: bool = False) -> torch.Tensor:
+                 relu: bool = False, gemm: torch.dtype | None = None) -> torch.Tensor:
     """Inference ``relu?(bn(linear(feats)))`` as one GEMM with the batch norm folded in.
 
     Args:
@@ -1063,12 +1225,13 @@ def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | No
         feats: (N, Cin).
         bn: eval-mode batch norm of the Cout outputs, or None.
         relu: apply ReLU.
+        gemm: dtype of the GEMM's operands; None: :func:`_gemm_dtype` (bf16 under CPU bf16 autocast).
 
     Returns:
         (N, Cout) float32 (float64 for float64 inputs); the GEMM's operands are bf16 under CPU bf16 autocast.
     """
     dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(linear.weight).dtype)
-    gemm = _gemm_dtype(dtype, feats.device)
+    gemm = gemm or _gemm_dtype(dtype, feats.device)
 
     def build():
         scale, shift = _bn_affine(bn, linear.weight.shape[0], dtype, feats.device)
@@ -1077,9 +1240,9 @@ def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | No
             shift = shift + linear.bias.to(dtype) * scale
         return w, shift.to(gemm), shift
 
-    w, shift_gemm, shift = _prepared(linear, ("linear", gemm, dtype), (linear.weight, linear.bias) + _bn_tensors(bn),
-                                     build)
-    with full_precision(feats.device):
+    tensors = (linear.weight,) + (() if linear.bias is None else (linear.bias,)) + _bn_tensors(bn)
+    w, shift_gemm, shift = _prepared(linear, ("linear", gemm, dtype), tensors, build)
+    with _autocast_off(feats.device):
         if gemm == dtype:
             out = torch.addmm(shift, feats.to(gemm), w)
         else:
@@ -1088,7 +1251,7 @@ def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | No
 
 
 def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str, bn: nn.BatchNorm1d | None = None,
-               relu: bool = False) -> torch.Tensor:
+               relu: bool = False, gemm: torch.dtype | None = None) -> torch.Tensor:
     """Inference ``relu?(bn(conv(feats)))`` of a sparse convolution, batch norm folded into its kernel.
 
     Same result as :func:`sparse_conv` followed by the eval-mode batch norm (within float rounding) in
@@ -1109,13 +1272,14 @@ def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str,
         kind: ``"subm"``, ``"down"`` or ``"up"``.
         bn: eval-mode batch norm of the outputs, or None.
         relu: apply ReLU.
+        gemm: dtype of the GEMMs' operands; None: :func:`_gemm_dtype` (bf16 under CPU bf16 autocast).
 
     Returns:
         (N_out, Cout) float32 (float64 for float64 inputs); GEMM operands bf16 under CPU bf16 autocast.
     """
     weight = conv.weight
     dtype = torch.promote_types(at_least_float32(feats).dtype, at_least_float32(weight).dtype)
-    gemm = _gemm_dtype(dtype, feats.device)
+    gemm = gemm or _gemm_dtype(dtype, feats.device)
     c_out, c_in, volume = weight.shape[0], weight.shape[-1], kmap.volume
     form = kind
     if kind == "subm":
@@ -1133,12 +1297,12 @@ def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str,
         return w.permute(2, 1, 0).reshape(c_in, volume * c_out).to(gemm), shift  # column k * Cout + j
 
     w, shift = _prepared(conv, ("conv", form, gemm, dtype), (weight,) + _bn_tensors(bn), build)
-    with full_precision(feats.device):
+    with _autocast_off(feats.device):
         f = feats.to(gemm)
         if form == "subm":
             rows, starts = kmap.bag()
             y = (f @ w).view(-1, c_out).to(dtype)
-            out = nn.functional.embedding_bag(rows, y, starts, mode="sum").add_(shift)
+            out = _bag(rows, y, starts).add_(shift)
         elif form == "pairs":
             in_rows, counts, order, starts = kmap.offset_pairs()
             g = f.index_select(0, in_rows)
@@ -1148,7 +1312,7 @@ def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str,
                 if n:
                     torch.mm(g[begin:begin + n], w[k], out=z[begin:begin + n])
                     begin += n
-            out = nn.functional.embedding_bag(order, z.to(dtype), starts, mode="sum")
+            out = _bag(order, z.to(dtype), starts)
             out.add_((f @ w[kmap.identity]).to(dtype)).add_(shift)
         elif form == "down":
             out = (_pad_row(f).index_select(0, kmap.padded_table()).view(-1, volume * c_in) @ w).to(dtype)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sahmr_ros.networks.precision import full_precision
+
 from sahmr_ros.networks.sparse import (
     DownConv3d,
     PointwiseConv,
@@ -23,6 +25,7 @@ from sahmr_ros.networks.sparse import (
     SparseVoxels,
     SubmanifoldConv3d,
     UpConv3d,
+    _gemm_dtype,
     fusable,
     fused_linear,
     point_to_voxel,
@@ -113,7 +116,7 @@ class ResidualBlock(nn.Module):
             if self.downsample is None:
                 shortcut = x.feats
             else:
-                shortcut = fused_linear(self.downsample[0], x.feats, self.downsample[1])
+                shortcut = fused_linear(self.downsample[0], x.feats, self.downsample[1], gemm=ctx.gemm)
             return y.replace(y.feats.add_(shortcut).relu_())
         shortcut = x.feats if self.downsample is None else self.downsample(x, ctx).feats
         return x.replace(self.relu(self.net(x, ctx).feats + shortcut))
@@ -233,8 +236,20 @@ class SPVCNN(nn.Module):
         cached embedding bags, dropout is the identity. The points are the input voxels' coordinates,
         so at stride 1 both maps are the identity.
         """
-        pt = self.point_transforms
+        fast = ctx.build_pyramid()  # every stride's maps at once; False: built lazily
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
+        # the GEMM operand dtype is fixed here (bf16 under CPU bf16 autocast), then autocast is off throughout
+        gemm = _gemm_dtype(torch.float32, feats.device)
+        ctx.gemm = None if gemm == torch.float32 else gemm  # None: each layer's own dtype (float32 or float64)
+        with full_precision(feats.device):
+            z3 = self._fused_layers(x0, points, batch, ctx, fast)
+        return self.classifier(z3)
+
+    def _fused_layers(self, x0: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, ctx: SparseContext,
+                      fast: bool) -> torch.Tensor:
+        """The layers of :meth:`_forward_fused` between ``fc_in`` and the classifier: (N, channels[8]) float32."""
+        pt = self.point_transforms
+        gemm = ctx.gemm
         x0 = self.stem[3].fused(self.stem[0].fused(x0, ctx, self.stem[1], relu=True), ctx, self.stem[4], relu=True)
         z0 = voxel_to_point_fused(x0, points, batch, ctx, on_coords=True)
 
@@ -242,17 +257,18 @@ class SPVCNN(nn.Module):
         x2 = self.stage2(x1, ctx)
         x3 = self.stage3(x2, ctx)
         x4 = self.stage4(x3, ctx)
-        z1 = voxel_to_point_fused(x4, points, batch, ctx).add_(fused_linear(pt[0][0], z0, pt[0][1], relu=True))
+        z1 = voxel_to_point_fused(x4, points, batch, ctx, on_input_coords=fast)
+        z1.add_(fused_linear(pt[0][0], z0, pt[0][1], relu=True, gemm=gemm))
 
-        y1 = self._up(self.up1, point_to_voxel_fused(x4, z1, points, batch, ctx), x3, ctx)
+        y1 = self._up(self.up1, point_to_voxel_fused(x4, z1, points, batch, ctx, on_input_coords=fast), x3, ctx)
         y2 = self._up(self.up2, y1, x2, ctx)
-        z2 = voxel_to_point_fused(y2, points, batch, ctx).add_(fused_linear(pt[1][0], z1, pt[1][1], relu=True))
+        z2 = voxel_to_point_fused(y2, points, batch, ctx, on_input_coords=fast)
+        z2.add_(fused_linear(pt[1][0], z1, pt[1][1], relu=True, gemm=gemm))
 
-        y3 = self._up(self.up3, point_to_voxel_fused(y2, z2, points, batch, ctx), x1, ctx)
+        y3 = self._up(self.up3, point_to_voxel_fused(y2, z2, points, batch, ctx, on_input_coords=fast), x1, ctx)
         y4 = self._up(self.up4, y3, x0, ctx)
-        z3 = fused_linear(pt[2][0], z2, pt[2][1], relu=True)
-        z3 = voxel_to_point_fused(y4, points, batch, ctx, on_coords=True) + z3
-        return self.classifier(z3)
+        z3 = fused_linear(pt[2][0], z2, pt[2][1], relu=True, gemm=gemm)
+        return voxel_to_point_fused(y4, points, batch, ctx, on_coords=True) + z3
 
     @staticmethod
     def _up(stage: nn.ModuleList, x: SparseVoxels, skip: SparseVoxels, ctx: SparseContext) -> SparseVoxels:
