@@ -29,8 +29,9 @@ def can_fold(bn: nn.BatchNorm2d) -> bool:
     With grad enabled the unfolded modules run (the reference path: gradients reach the BN's
     parameters exactly as in training code); in train mode BN normalises with batch statistics.
     """
-    return (not bn.training and bn.running_mean is not None and bn.running_var is not None
-            and not torch.is_grad_enabled())
+    buffers = bn._buffers  # not bn.running_mean: nn.Module.__getattr__ is slow (see _stamp)
+    return (not bn.training and not torch.is_grad_enabled()
+            and buffers.get("running_mean") is not None and buffers.get("running_var") is not None)
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
@@ -38,14 +39,22 @@ def _is_channels_last(t: torch.Tensor) -> bool:
     return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
-def _stamp(t: torch.Tensor | None) -> tuple[int, int]:
-    """``(address, version)`` of ``t``; inference tensors have no version counter (-1)."""
-    if t is None:
-        return (0, 0)
+def _stamp(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
+    """Addresses and version counters of the tensors the folded conv depends on, and the BN's eps.
+
+    Read from the modules' dicts directly: ``nn.Module.__getattr__`` costs ~0.5 us a tensor,
+    which over ~100 convs is a noticeable share of the small trunk's forward. Tensors created in
+    inference mode have no version counter; for them only the address is compared (in-place
+    changes to such tensors, possible only inside inference mode, are then not seen).
+    """
+    params, bn_params, buffers = conv._parameters, bn._parameters, bn._buffers
+    tensors = (params["weight"], params.get("bias"), bn_params.get("weight"), bn_params.get("bias"),
+               buffers.get("running_mean"), buffers.get("running_var"))
     try:
-        return (t.data_ptr(), t._version)
-    except RuntimeError:  # inference tensor: in-place changes happen only inside inference mode
-        return (t.data_ptr(), -1)
+        versions = tuple([0 if t is None else t._version for t in tensors])
+    except RuntimeError:  # an inference tensor
+        versions = None
+    return tuple([0 if t is None else t.data_ptr() for t in tensors]), versions, bn.eps
 
 
 def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
@@ -56,7 +65,7 @@ def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
     Args:
         conv: Conv2d ``(C_out, C_in / groups, kh, kw)`` weight, optional ``(C_out,)`` bias.
         bn: BatchNorm2d over ``C_out`` channels with running statistics.
-        memory_format: Layout of the returned weight; None keeps that of ``conv.weight``.
+        memory_format: Layout of the returned weight; None: that of ``conv.weight``.
 
     Returns:
         ``weight (C_out, C_in / groups, kh, kw)`` and ``bias (C_out,)``, both in the dtype of
@@ -64,15 +73,14 @@ def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
         the tensors involved changes. Call only under :func:`can_fold` conditions: the result
         carries no autograd history.
     """
-    if memory_format is None:
-        memory_format = torch.channels_last if _is_channels_last(conv.weight) else torch.contiguous_format
-    key = (_stamp(conv.weight), _stamp(conv.bias), _stamp(bn.weight), _stamp(bn.bias),
-           _stamp(bn.running_mean), _stamp(bn.running_var), bn.eps, memory_format)
+    key = (_stamp(conv, bn), memory_format)
     cached = conv.__dict__.get(_CACHE_ATTR)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
+    weight = conv.weight
+    if memory_format is None:
+        memory_format = torch.channels_last if _is_channels_last(weight) else torch.contiguous_format
     with torch.no_grad():
-        weight = conv.weight
         acc = torch.promote_types(weight.dtype, torch.float32)
         scale = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
         if bn.weight is not None:
@@ -110,8 +118,8 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, relu: bool = F
         if residual is not None:
             y = y + residual
         return F.relu(y) if relu else y
-    channels_last = _is_channels_last(x) or _is_channels_last(conv.weight)
-    weight, bias = folded_conv_bn(conv, bn, torch.channels_last if channels_last else torch.contiguous_format)
+    # a non-contiguous 4-d input is channels_last here; a contiguous one takes the weight's layout
+    weight, bias = folded_conv_bn(conv, bn, None if x.is_contiguous() else torch.channels_last)
     y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if residual is not None:
         y += residual

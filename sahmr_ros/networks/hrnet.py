@@ -37,6 +37,15 @@ the ``rcnet.root_net.hrnet.*`` entries into ``HRNet(HRNetConfig.w64(), "stride4"
 ``metro_enhanced.backbone.*`` entries (minus ``classifier.*``) into
 ``HRNet(HRNetConfig.w64(), "features")``. Inputs are ImageNet-normalised images; this module does
 no normalisation itself.
+
+Inference (eval mode, autograd off: ``torch.no_grad`` / ``torch.inference_mode``) folds every BN
+into its conv (:mod:`sahmr_ros.networks.fusion`: cached, rebuilt when a weight or statistic
+changes; the state dict is untouched) and does the residual sums and ReLUs in place. On CPU the
+images are laid out channels_last (and cast to the autocast dtype) in one copy, so every conv runs
+in oneDNN and the fuse layers' upsampling and sums stay channels_last; the output is then
+channels_last too (except float32 W64 at batch 1, measured faster NCHW). Float32 results equal
+the unfolded modules' within ~1e-6 relative. With autograd on, or in train mode, the modules run
+as written (real BN).
 """
 
 from __future__ import annotations
