@@ -362,37 +362,48 @@ def unique_rows(q):
     """Return the unique rows of an (N, D) integer array or tensor (sorted) and each row's index.
 
     The same result as ``np.unique(q, axis=0, return_inverse=True)`` / ``torch.unique(q, dim=0,
-    return_inverse=True)``, much faster: each row becomes one int64 key (first column slowest), and a
-    1-D unique sorts the keys in the same order.
+    return_inverse=True)``, much faster: each row becomes one integer key (first column slowest; int32
+    when the keys' range fits, which sorts faster than int64), and a 1-D unique sorts the keys in the
+    same order. The unique rows are gathered from ``q`` (one occurrence each), not decoded from the keys.
 
     Args:
         q: (N, D) integers (numpy or torch), N >= 1.
 
     Returns:
-        rows: (U, D) the unique rows, same type and dtype family as ``q``; inverse: (N,) int64.
+        rows: (U, D) the unique rows, same type and dtype as ``q``; inverse: (N,) int64.
     """
     is_torch = isinstance(q, torch.Tensor)
-    lo = q.min(0).values if is_torch else q.min(axis=0)
-    r = q - lo
-    extent = [int(e) + 1 for e in (r.max(0).values if is_torch else r.max(axis=0))]
+    if is_torch:
+        lo, hi = torch.aminmax(q, dim=0)
+    else:
+        lo, hi = q.min(axis=0), q.max(axis=0)
+    lo_list = [int(v) for v in lo]
+    extent = [int(b) - a + 1 for a, b in zip(lo_list, hi)]
     if np.prod(np.array(extent, dtype=np.float64)) >= 2.0**62:  # keys would overflow: the slow, general path
         if is_torch:
             return torch.unique(q, dim=0, return_inverse=True)
         rows, inverse = np.unique(q, axis=0, return_inverse=True)
         return rows, inverse.reshape(-1)
-    key = r[:, 0]
-    for d in range(1, len(extent)):
-        key = key * extent[d] + r[:, d]
+    # key = sum_d (q[:, d] - lo[d]) * mult[d]: the column products accumulate into the last column
+    mult = [1] * len(extent)
+    for d in reversed(range(len(extent) - 1)):
+        mult[d] = mult[d + 1] * extent[d + 1]
+    base = sum(a * m for a, m in zip(lo_list, mult))
+    key = q[:, -1].astype(np.int64) if not is_torch else q[:, -1].to(torch.int64)
+    key = key - base
+    for d in range(len(extent) - 1):
+        key = key + q[:, d] * mult[d]
+    small = mult[0] * extent[0] < 2**31
     if is_torch:
-        keys, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    else:
-        keys, inverse = np.unique(key, return_inverse=True)
-    columns = []
-    for d in reversed(range(len(extent))):
-        columns.append(keys % extent[d])
-        keys = keys // extent[d]
-    rows = torch.stack(columns[::-1], 1) if is_torch else np.stack(columns[::-1], 1)
-    return rows + lo, inverse.reshape(-1)
+        keys, inverse = torch.unique(key.to(torch.int32) if small else key, sorted=True, return_inverse=True)
+        first = torch.empty(len(keys), dtype=torch.int64, device=q.device).index_copy_(
+            0, inverse, torch.arange(len(q), device=q.device))  # some occurrence of each unique row
+        return q.index_select(0, first), inverse.reshape(-1)
+    keys, inverse = np.unique(key.astype(np.int32) if small else key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    first = np.empty(len(keys), dtype=np.int64)
+    first[inverse] = np.arange(len(q))  # some occurrence of each unique row
+    return q[first], inverse
 
 
 def voxel_centers(coords: np.ndarray, voxel_size: float = C.CONTACT_VOXEL_M) -> np.ndarray:

@@ -186,3 +186,26 @@ def test_unique_rows_equals_the_general_unique(backend):
     rows, inverse = unique_rows(huge)
     np.testing.assert_array_equal(rows, [[0, 2**40], [2**40, 0]])
     np.testing.assert_array_equal(inverse, [0, 1, 0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_unique_rows_int32_and_int64_keys_and_dtypes(backend):
+    """Key ranges below and above 2**31 (int32 / int64 keys), int32 inputs, batch columns and negative cells."""
+    from sahmr_ros.geometry import unique_rows
+
+    rng = np.random.default_rng(1)
+    small = np.concatenate([rng.integers(0, 8, (4000, 1)), rng.integers(-60, 60, (4000, 3))], axis=1)
+    wide = np.concatenate([rng.integers(0, 3, (3000, 1)), rng.integers(-5000, 5000, (3000, 2)),
+                           rng.integers(-2, 2, (3000, 1))], axis=1)  # range 3e8 * 4 > 2**31
+    wide = np.concatenate([wide, wide[:500]])  # repeated rows
+    for q in (small, small.astype(np.int32), wide, small[:1], small[:, 1:]):
+        want_rows, want_inverse = np.unique(q, axis=0, return_inverse=True)
+        if backend == "torch":
+            rows, inverse = unique_rows(torch.from_numpy(q))
+            assert rows.dtype == torch.from_numpy(q).dtype and inverse.dtype == torch.int64
+            rows, inverse = rows.numpy(), inverse.numpy()
+        else:
+            rows, inverse = unique_rows(q)
+            assert rows.dtype == q.dtype
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))

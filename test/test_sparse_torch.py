@@ -401,3 +401,74 @@ def test_point_voxel_bags_equal_the_interpolation_matrices():
         ref = point_to_voxel(x, pf, points, batch).feats
         got = point_to_voxel_fused(x, pf, points, batch, ctx).feats
     assert (ref == 0).all(1).any() and (ref - got).abs().max() < 1e-6
+
+
+def _pyramid_cases():
+    """Coordinate sets for the one-pass map builder: a person ROI (negative coordinates) and random batches."""
+    return [person_roi_voxels(), _voxels(n=1500, lo=-15, hi=15, batch=2, seed=7).coords,
+            _voxels(n=1500, lo=-8, hi=8, batch=3, seed=4).coords, _voxels(n=40, lo=-3, hi=3, batch=1, seed=2).coords]
+
+
+@pytest.mark.parametrize("rounding", ["floor", "trunc"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_pyramid_maps_equal_the_lazily_built_maps(rounding, n_threads):
+    """build_pyramid (cells marked and ranked, no unique) gives the grids and kernel maps of subm_map / down_map."""
+    torch.set_num_threads(n_threads)
+    for coords in _pyramid_cases():
+        fast = SparseContext(coords, 3, rounding=rounding, backend="torch")
+        assert fast.build_pyramid() and fast.build_pyramid()  # a second call keeps the maps
+        lazy = SparseContext(coords, 3, rounding=rounding, backend="torch")
+        x = SparseVoxels(coords, torch.zeros(len(coords), 1), 1)
+        for s in (1, 2, 4, 8, 16):
+            ref, got = lazy.subm_map(x), fast.subm_map(x)
+            assert torch.equal(ref.out_coords, got.out_coords) and torch.equal(ref.table, got.table)
+            assert ref.n_pairs == got.n_pairs
+            grid, ref_grid = fast.coord_index(x), lazy.coord_index(x)
+            assert torch.equal(grid.table, ref_grid.table) and torch.equal(grid.lo, ref_grid.lo)
+            assert grid.size == ref_grid.size
+            if s < 16:
+                ref, got = lazy.down_map(x), fast.down_map(x)
+                assert got.out_coords.dtype == torch.int32 and torch.equal(ref.out_coords, got.out_coords)
+                assert torch.equal(ref.table, got.table) and torch.equal(ref.sources, got.sources)
+                x = SparseVoxels(ref.out_coords, torch.zeros(len(ref.out_coords), 1), 2 * s)
+
+
+def test_pyramid_declines_sparse_boxes_and_spconv(monkeypatch):
+    coords = person_roi_voxels()
+    assert not SparseContext(coords[:0], 1, backend="torch").build_pyramid()
+    if sparse_module.spconv is not None:
+        assert not SparseContext(coords, 1, backend="spconv").build_pyramid()
+    _no_grid(monkeypatch)
+    ctx = SparseContext(coords, 1, backend="torch")
+    assert not ctx.build_pyramid() and not ctx._maps and not ctx._indices
+
+
+@pytest.mark.parametrize("rounding", ["floor", "trunc"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_spvcnn_one_pass_maps_equal_lazy_maps(rounding, n_threads, monkeypatch):
+    """SPVCNN's inference forward with the one-pass maps and fast point maps vs the lazily built ones."""
+    torch.set_num_threads(n_threads)
+    x = _voxels(n=1500, lo=-15, hi=15, batch=2, channels=35, seed=7, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig.small(), rounding=rounding, sparse_backend="torch").eval()
+    _randomise_batch_norms(net)
+    with torch.no_grad():
+        got = net(x.coords, x.feats, 2)
+        monkeypatch.setattr(SparseContext, "build_pyramid", lambda self: False)
+        ref = net(x.coords, x.feats, 2)
+    assert (got - ref).abs().max() < 1e-5
+
+
+def test_input_point_corners_equal_the_checked_corners():
+    """Corner rows and weights of SPVCNN's points (the stride-1 coordinates) without bounds checks."""
+    for coords in _pyramid_cases():
+        for rounding in ("floor", "trunc"):
+            ctx = SparseContext(coords, 3, rounding=rounding, backend="torch")
+            assert ctx.build_pyramid()
+            points, batch = coords[:, 1:].float(), coords[:, 0].to(torch.int64)
+            for s in (2, 4, 16):
+                grid = ctx._indices[s]
+                x = SparseVoxels(ctx._maps[("subm", s)].out_coords, torch.zeros(1, 1), s)
+                rows, w = sparse_module._input_point_corners(points, ctx, grid)
+                ref_rows, ref_w = sparse_module._grid_corners(x, points, batch, grid)
+                assert torch.equal(rows, ref_rows) and (w - ref_w).abs().max() < 1e-7
