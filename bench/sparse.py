@@ -13,6 +13,11 @@ bf16``; the torch backend's sparse convolutions then multiply bf16 operands and 
 forward + backward column is always float32. The forward runs in eval mode without autograd, so the
 torch backend takes its inference path (batch norms folded into the convolutions, see
 ``sahmr_ros.networks.sparse.fused_conv``); the forward + backward column runs the training path.
+The torch backend's forward is split into map building (lookup grids, kernel maps, point <-> voxel
+maps) and layers: the minimum of the same forward over a context whose maps are already built, and
+the forward's minimum minus it (minima: the two are timed one after the other, and medians taken at
+different moments of a shared machine's load do not subtract; alternating the two calls perturbs the
+allocator and slows both).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sahmr_ros.data.probes import person_roi_voxels  # noqa: E402
+from sahmr_ros.networks.sparse import SparseContext  # noqa: E402
 from sahmr_ros.networks.spvcnn import SPVCNN, SPVCNNConfig  # noqa: E402
 
 
@@ -46,10 +52,10 @@ def _ms(fn, repeats: int) -> tuple[float, float]:
 
 def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repeats: int, precision: str = "fp32",
             train: bool = True):
-    """((median, min) forward ms, (median, min) forward + backward ms or None) of one preset and backend.
+    """((median, min) forward ms, (median, min) forward + backward ms or None, (maps, layers) ms or None).
 
     ``precision``: ``"fp32"``, or ``"bf16"`` for the forward under CPU bf16 autocast (the training step
-    is float32 either way; timed only with ``train`` and fp32).
+    is float32 either way; timed only with ``train`` and fp32). The split (minima) is for the torch backend.
     """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -67,10 +73,22 @@ def measure(preset: str, backend: str, threads: int, coords: torch.Tensor, repea
         net.zero_grad(set_to_none=True)
         net(coords, feats, 1).square().mean().backward()
 
+    ctx = SparseContext(coords, 1, rounding=net.rounding, backend=backend)
+    points, batch = coords[:, 1:].float(), coords[:, 0].to(torch.int64)
+
+    def layers():  # the inference forward over maps built by an earlier call
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with torch.no_grad(), autocast:
+            net.eval()._forward_fused(coords, feats, points, batch, ctx)
+
     fwd = _ms(forward, repeats)
+    split = None
+    if backend == "torch":
+        lay = _ms(layers, repeats)[1]
+        split = (fwd[1] - lay, lay)
     if not train or precision != "fp32" or (backend == "spconv" and coords.device.type == "cpu"):
-        return fwd, None
-    return fwd, _ms(train_step, max(3, repeats // 2))
+        return fwd, None, split
+    return fwd, _ms(train_step, max(3, repeats // 2)), split
 
 
 def main(argv=None) -> None:
@@ -85,21 +103,23 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     coords = person_roi_voxels()
     print(f"{len(coords)} voxels, torch {torch.__version__}, {torch.get_num_threads()} threads available")
-    print("| preset | threads | backend | precision | forward ms, median (min) | forward + backward ms, median (min) |")
-    print("|---|---|---|---|---|---|")
+    print("| preset | threads | backend | precision | forward ms, median (min) | maps + layers ms (min) |"
+          " forward + backward ms, median (min) |")
+    print("|---|---|---|---|---|---|---|")
     fwd = {}
     for preset in args.presets:
         for threads in args.threads:
             for backend in args.backends:
                 for precision in args.precisions:
-                    f, fb = measure(preset, backend, threads, coords, args.repeats, precision, args.train)
+                    f, fb, split = measure(preset, backend, threads, coords, args.repeats, precision, args.train)
                     fwd[preset, threads, backend, precision] = f
                     if not args.train or precision != "fp32":
                         fb_text = "-"
                     else:
                         fb_text = "n/a (no CPU backward)" if fb is None else f"{fb[0]:.1f} ({fb[1]:.1f})"
-                    print(f"| {preset} | {threads} | {backend} | {precision} | {f[0]:.1f} ({f[1]:.1f}) | {fb_text} |",
-                          flush=True)
+                    split_text = "-" if split is None else f"{split[0]:.1f} + {split[1]:.1f}"
+                    print(f"| {preset} | {threads} | {backend} | {precision} | {f[0]:.1f} ({f[1]:.1f}) | {split_text} "
+                          f"| {fb_text} |", flush=True)
     for preset in args.presets:
         for threads in args.threads:
             for precision in args.precisions:
