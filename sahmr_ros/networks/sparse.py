@@ -225,7 +225,7 @@ class VoxelGrid:
 
     @classmethod
     def from_table(cls, stride: int, lo: torch.Tensor, size: list[int], table: torch.Tensor) -> "VoxelGrid":
-        """A grid over a filled ``table`` (B * X * Y * Z,) int64 or None (set later); ``lo``, ``size``: see class."""
+        """Wrap a filled ``table`` (B * X * Y * Z,) int64 or None (set later); ``lo``, ``size``: see the class."""
         grid = cls.__new__(cls)
         grid.stride, grid.lo, grid.size, grid.table = stride, lo, size, table
         grid.volume = size[0] * size[1] * size[2]

@@ -247,7 +247,7 @@ class SPVCNN(nn.Module):
 
     def _fused_layers(self, x0: SparseVoxels, points: torch.Tensor, batch: torch.Tensor, ctx: SparseContext,
                       fast: bool) -> torch.Tensor:
-        """The layers of :meth:`_forward_fused` between ``fc_in`` and the classifier: (N, channels[8]) float32."""
+        """Run the layers of :meth:`_forward_fused` between ``fc_in`` and the classifier: (N, channels[8]) float32."""
         pt = self.point_transforms
         gemm = ctx.gemm
         x0 = self.stem[3].fused(self.stem[0].fused(x0, ctx, self.stem[1], relu=True), ctx, self.stem[4], relu=True)
