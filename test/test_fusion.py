@@ -77,3 +77,15 @@ def test_non_zero_padding_modes_run_unfolded():
     x = torch.randn(1, 5, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(conv_bn(conv, bn, x), bn(conv(x)))
+
+
+def test_half_precision_weights_run_unfolded():
+    """A bf16 conv keeps its separate BN: folding would round the (cancelling) bias to bf16 too."""
+    conv, bn = _layers(True, True)
+    conv.to(torch.bfloat16)
+    x = torch.randn(1, 5, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv_bn(conv, bn, x)
+        ref = bn(conv(x))
+    assert "_sahmr_folded_bn" not in conv.__dict__  # nothing folded or cached
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)

@@ -21,6 +21,11 @@ from torch import nn
 __all__ = ["can_fold", "conv_bn", "folded_conv_bn"]
 
 _CACHE_ATTR = "_sahmr_folded_bn"
+# Weights folded only where they are stored in float32 or better: a bf16 conv would also get a bf16
+# bias, and a bias that nearly cancels the conv output (mean-shifted activations) loses its low bits,
+# which on the trained small default moved a pelvis heatmap peak by a cell (1.2 m) and tripled the
+# vertex error against fp32 (test/test_precision_trained.py); half-precision weights keep a separate BN
+_FOLD_DTYPES = (torch.float32, torch.float64)
 
 
 def can_fold(bn: nn.BatchNorm2d) -> bool:
@@ -107,13 +112,13 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, relu: bool = F
         residual: optional ``(B, C_out, H', W')`` tensor added before the ReLU.
 
     Returns:
-        ``(B, C_out, H', W')``. On the folded path the residual sum and ReLU are done in place on
-        the conv's (fresh) output, and the folded weight is channels_last when ``x`` or
-        ``conv.weight`` is (torch then runs the oneDNN convolution, whose output is channels_last
-        too, so a network fed channels_last stays so); otherwise the modules run unchanged
-        (autograd, train mode).
+        ``(B, C_out, H', W')``. On the folded path (float32 / float64 conv weights only) the
+        residual sum and ReLU are done in place on the conv's (fresh) output, and the folded weight
+        is channels_last when ``x`` or ``conv.weight`` is (torch then runs the oneDNN convolution,
+        whose output is channels_last too, so a network fed channels_last stays so); otherwise the
+        modules run unchanged (autograd, train mode, half-precision weights).
     """
-    if not can_fold(bn) or conv.padding_mode != "zeros":
+    if not can_fold(bn) or conv.padding_mode != "zeros" or conv.weight.dtype not in _FOLD_DTYPES:
         y = bn(conv(x))
         if residual is not None:
             y = y + residual
