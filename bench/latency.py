@@ -22,8 +22,9 @@ Per (preset, precision, persons):
 * GFLOP/s = GFLOP / stage time, and its ratio to the attainable rate of the precision, measured in
   the same run: a dense 2048^3 GEMM in the precision's dtype (median of a few), measured before the
   first and after every (preset, precision) block, the best measurement counting (a 3x3
-  channels_last convolution of HRNet's first stage is printed for reference). The sparse CNN runs
-  in float32 whatever the precision (``sahmr_ros.networks.sparse``);
+  channels_last convolution of HRNet's first stage is printed for reference). Under bf16 the sparse
+  CNN multiplies bf16 operands but keeps its activations and sums in float32
+  (``sahmr_ros.networks.sparse``);
 * peak memory of the timed frames above the memory in use before the pipeline was built (CUDA:
   ``max_memory_allocated``; CPU: VmHWM reset through /proc/self/clear_refs, else sampled RSS).
 
