@@ -21,10 +21,10 @@ from torch import nn
 __all__ = ["can_fold", "conv_bn", "folded_conv_bn"]
 
 _CACHE_ATTR = "_sahmr_folded_bn"
-# Weights folded only where they are stored in float32 or better: a bf16 conv would also get a bf16
-# bias, and a bias that nearly cancels the conv output (mean-shifted activations) loses its low bits,
-# which on the trained small default moved a pelvis heatmap peak by a cell (1.2 m) and tripled the
-# vertex error against fp32 (test/test_precision_trained.py); half-precision weights keep a separate BN
+# Weights folded only where they are stored in float32 or better. Folded into bf16 weights (re-rounded,
+# with a bf16 bias: likely the culprit where the bias nearly cancels the conv output), it moved a pelvis
+# heatmap peak on the trained small default by a cell (1.2 m) and tripled the vertex error against fp32
+# (test/test_precision_trained.py); half-precision weights keep a separate BN
 _FOLD_DTYPES = (torch.float32, torch.float64)
 
 
