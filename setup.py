@@ -31,6 +31,8 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "scipy>=1.10",
+        # the pipeline keeps numpy's BLAS on one thread during a frame (its spinning workers starve torch's)
+        "threadpoolctl>=3.1",
         "torch>=2.1",
         "smplx>=0.1.28",
         "trimesh>=4.0",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from sahmr_ros import constants as C
 from sahmr_ros.checkpoint import load_checkpoint, load_state_strict
@@ -213,6 +214,10 @@ class Pipeline:
         self.weights_description = weights_description
         self.scene: Scene | None = None
         self._clock: _StageClock | None = None
+        # numpy / scipy's OpenBLAS runs one thread during a frame (small (N, 3) products): its idle workers
+        # spin after each call and take the cores from torch's OpenMP threads (on 2 cores, 1 frame in 3 at
+        # 8 persons stalled for 70-110 ms in the first torch ops after the ROI query)
+        self._numpy_blas = ThreadpoolController()
         self._install_stage_hooks()
 
     # -- construction -------------------------------------------------------------------------------
@@ -343,7 +348,7 @@ class Pipeline:
         if keep:
             self._clock = clock
             try:
-                with torch.inference_mode(), self._autocast():
+                with torch.inference_mode(), self._autocast(), self._numpy_blas.limit(limits=1, user_api="blas"):
                     result.persons = self._run(scene, image, K, T_map_camera, boxes, scores, keep, clock)
             finally:
                 self._clock = None
