@@ -211,13 +211,7 @@ class VoxelGrid:
         n_batch = int(b.max()) + 1
         if int(b.min()) < 0:
             return None
-        if n_batch == 1:
-            lo, hi = torch.aminmax(cells, dim=0)
-            lo, hi = lo[None], hi[None]
-        else:
-            index = b[:, None].expand(-1, 3)
-            lo = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amin", include_self=False)
-            hi = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amax", include_self=False)
+        lo, hi = _per_sample_bounds(b, cells, n_batch)
         size = ((hi - lo).max(0).values + 3).tolist()  # one cell of margin on either side
         if n_batch * size[0] * size[1] * size[2] > _GRID_CELLS_PER_VOXEL * len(c) + _GRID_MIN_CELLS:
             return None
@@ -262,6 +256,20 @@ class VoxelGrid:
 
     def _size_tensor(self) -> torch.Tensor:
         return torch.tensor(self.size, dtype=torch.int64, device=self.lo.device)
+
+
+def _per_sample_bounds(batch: torch.Tensor, cells: torch.Tensor, n_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample lowest and highest cell: (N,) sample ids in 0..n_batch-1, (N, 3) int -> 2 x (n_batch, 3).
+
+    A sample without cells gets zeros (callers size grids from the samples present).
+    """
+    if n_batch == 1:
+        lo, hi = torch.aminmax(cells, dim=0)
+        return lo[None], hi[None]
+    index = batch[:, None].expand(-1, 3)
+    lo = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amin", include_self=False)
+    hi = cells.new_zeros(n_batch, 3).scatter_reduce(0, index, cells, "amax", include_self=False)
+    return lo, hi
 
 
 def _key_delta(offsets: torch.Tensor) -> torch.Tensor:
@@ -461,13 +469,7 @@ class SparseContext:
             if int(b_lo) < 0:
                 return False
             n_batch = int(b_hi) + 1
-            if n_batch == 1:
-                lo, hi = torch.aminmax(xyz, dim=0)
-                lo, hi = lo[None], hi[None]
-            else:
-                index = b[:, None].expand(-1, 3)
-                lo = xyz.new_zeros(n_batch, 3).scatter_reduce(0, index, xyz, "amin", include_self=False)
-                hi = xyz.new_zeros(n_batch, 3).scatter_reduce(0, index, xyz, "amax", include_self=False)
+            lo, hi = _per_sample_bounds(b, xyz, n_batch)
             s_t = torch.tensor(strides, dtype=torch.int64, device=c.device)[:, None, None]
             lo_all = torch.div(lo[None], s_t, rounding_mode=mode) - 1  # (L, B, 3) box corners, one cell margin
             hi_all = torch.div(hi[None], s_t, rounding_mode=mode) + 1
