@@ -18,11 +18,19 @@ from sahmr_ros.errors import SahmrError
 __all__ = ["main", "build_parser", "synth_config_from_args"]
 
 
+def _add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--precision`` (the pipeline's :class:`~sahmr_ros.pipeline.PipelineConfig` precision)."""
+    parser.add_argument("--precision", default="fp32", choices=C.PRECISIONS,
+                        help="fp16/bf16: networks in half precision (on CPU their weights stored so), geometry in "
+                             "float32; auto: bf16 on CPUs with AVX512-BF16 / AMX, else fp32 (default fp32; README "
+                             "Benchmarks: bf16 pays for the official preset on CPU)")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sahmr_ros.demo.run import run_demo
 
     run_demo(Path(args.out), checkpoint=args.checkpoint, device=args.device, seed=args.seed,
-             weights="untrained" if args.untrained else "shipped")
+             weights="untrained" if args.untrained else "shipped", precision=args.precision)
     return 0
 
 
@@ -374,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the --untrained weights (default: 0)")
+    _add_precision_argument(demo)
     demo.set_defaults(func=_cmd_demo)
 
     imp = sub.add_parser("import-checkpoint", help="convert an official SA-HMR release .pth to a sahmr_ros .pt")
@@ -400,9 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="non-zero distortion: undistort the image (default) or refuse it")
     inf.add_argument("--mesh-format", choices=("ply", "obj"), default="ply", help="mesh files (default: ply)")
     inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    inf.add_argument("--precision", default="fp32", choices=C.PRECISIONS,
-                     help="fp16/bf16 autocast: networks in half precision, geometry in float32; auto: bf16 on CPUs "
-                          "with AVX512-BF16 / AMX, else fp32 (default fp32)")
+    _add_precision_argument(inf)
     inf.set_defaults(func=_cmd_infer)
 
     bag_description = ("Replays INPUT through exactly the node's code path (latched scene, synchronisation, TF "
@@ -446,9 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluate the node's code path on the split's rosbag2 files (DATA/bags/<split>/)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    ev.add_argument("--precision", default="fp32", choices=C.PRECISIONS,
-                    help="fp16/bf16 autocast: networks in half precision, geometry in float32; auto: bf16 on CPUs "
-                         "with AVX512-BF16 / AMX, else fp32 (default fp32)")
+    _add_precision_argument(ev)
     ev.add_argument("--no-plots", action="store_true", help="write the tables only")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)

@@ -17,10 +17,12 @@ def test_demo_writes_its_png_and_says_which_weights(tmp_path):
     """The shipped weights by default: the demo names them (and their model card) and prints each root error."""
     import re
 
+    from sahmr_ros.networks.precision import cpu_supports_bf16
     from sahmr_ros.weights import shipped_weights
 
-    r = _sahmr("demo", "--out", str(tmp_path / "out"), "--device", "cpu")
+    r = _sahmr("demo", "--out", str(tmp_path / "out"), "--device", "cpu", "--precision", "auto")
     assert r.returncode == 0, r.stderr
+    assert f"precision {'bf16' if cpu_supports_bf16() else 'fp32'}" in r.stdout  # auto resolved and reported
     assert f"weights: {shipped_weights().description}" in r.stdout and "UNTRAINED" not in r.stdout
     assert "sahmr_ros/weights/small_synthetic.pt" in r.stdout and "sahmr_ros/weights/MODEL_CARD.md" in r.stdout
     assert len(re.findall(r"person \d: root error \d+ mm", r.stdout)) == 2
@@ -32,6 +34,11 @@ def test_demo_writes_its_png_and_says_which_weights(tmp_path):
 def test_demo_untrained_is_explicit_and_exclusive_with_a_checkpoint(tmp_path):
     r = _sahmr("demo", "--out", str(tmp_path / "out"), "--untrained", "--checkpoint", "x.pt")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr
+
+
+def test_demo_refuses_an_unknown_precision(tmp_path):
+    r = _sahmr("demo", "--out", str(tmp_path / "out"), "--precision", "fp8")
+    assert r.returncode == 2 and "invalid choice: 'fp8'" in r.stderr
 
 
 def test_demo_refuses_a_bad_checkpoint_clearly(tmp_path):

@@ -106,11 +106,12 @@ def _camera_eye(room, target: np.ndarray, facing: np.ndarray) -> np.ndarray:
 
 
 def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto", seed: int = 0,
-             weights: str = "shipped") -> Path:
+             weights: str = "shipped", precision: str = "fp32") -> Path:
     """Run the embedded default end to end; writes ``out_dir/demo.png`` and returns its path.
 
     Args:
         checkpoint: run this checkpoint (either preset) instead of the embedded default weights.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :class:`~sahmr_ros.pipeline.PipelineConfig`).
         weights: ``"shipped"`` (the trained weights in ``sahmr_ros/weights/``) or ``"untrained"`` (random,
             ``seed``); see :meth:`~sahmr_ros.pipeline.Pipeline.embedded_default`.
     """
@@ -123,8 +124,8 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
     model_dir = write_synthetic_model_dir(out_dir / "synthetic_model")
     print(f"[1/5] synthetic body model written to {model_dir}")
     # weights before the scene: a missing or corrupt weights file is reported before seconds of rendering
-    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device), checkpoint=checkpoint,
-                                     weights=weights, seed=seed)
+    pipe = Pipeline.embedded_default(model_dir, PipelineConfig(device=device, precision=precision),
+                                     checkpoint=checkpoint, weights=weights, seed=seed)
     scene = make_demo_scene(model_dir)
     print(f"[2/5] room: {len(scene.scene_points_map)} scan points; rendered {IMAGE_W}x{IMAGE_H} image, "
           f"{len(scene.boxes)} people")
@@ -137,7 +138,7 @@ def run_demo(out_dir: Path, checkpoint: str | None = None, device: str = "auto",
         print("!! are NOT meaningful. They show the pipeline running end to end. Run without")
         print("!! --untrained for the trained embedded default, or pass --checkpoint.")
         print("!" * 78 + "\n")
-    print(f"[3/5] weights: {pipe.weights_description}; device {pipe.device}")
+    print(f"[3/5] weights: {pipe.weights_description}; device {pipe.device}, precision {pipe.precision}")
     pipe.set_scene(scene.scene_points_map)
     frame = pipe.process(scene.image, scene.K, scene.T_map_camera, scene.boxes)
 
