@@ -472,3 +472,21 @@ def test_input_point_corners_equal_the_checked_corners():
                 rows, w = sparse_module._input_point_corners(points, ctx, grid)
                 ref_rows, ref_w = sparse_module._grid_corners(x, points, batch, grid)
                 assert torch.equal(rows, ref_rows) and (w - ref_w).abs().max() < 1e-7
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_offset_pairs_equal_the_transposed_table_lists(stride):
+    """:meth:`KernelMap.offset_pairs` (column cumulative sum) gives the pairs read off the offset-major table."""
+    ctx = SparseContext(person_roi_voxels(), 1, rounding="trunc", backend="torch")
+    assert ctx.build_pyramid()
+    kmap = ctx._maps[("subm", stride)]
+    in_rows, counts, order, starts = kmap.offset_pairs()
+    present = kmap.present.clone()
+    present[:, kmap.identity] = False
+    by_offset = present.t().contiguous()  # reference: the lists walked offset-major, outputs ascending
+    position = (torch.cumsum(by_offset.view(-1), 0) - 1).view(by_offset.shape).t()
+    assert torch.equal(in_rows, kmap.table.t()[by_offset])
+    assert counts == by_offset.sum(1).tolist()
+    assert torch.equal(order, position[present])
+    assert torch.equal(starts, torch.cumsum(present.sum(1), 0) - present.sum(1))
+    assert torch.equal(in_rows[order], kmap.table[present])  # output-major: each output's pairs in offset order

@@ -618,14 +618,14 @@ class KernelMap:
             present = self.present.clone()
             if self.identity is not None:
                 present[:, self.identity] = False
-            by_offset = present.t().contiguous()  # (K, N_out)
-            flat = by_offset.view(-1)
-            position = torch.cumsum(flat, 0).sub_(1).view(by_offset.shape).t()  # (N_out, K) row in the list
-            # masked_select (faster than [mask]) walks memory order: its operands must be contiguous
-            in_rows = torch.masked_select(self.table.t().contiguous(), by_offset)
-            counts = by_offset.sum(1).tolist()
-            self._select["pairs"] = (in_rows, counts, torch.masked_select(position.contiguous(), present),
-                                     _exclusive_cumsum(present.sum(1)))
+            # pair (o, k)'s row in the offset-major list: offset k's first row plus the present entries of
+            # column k above o (a cumulative sum down the columns; no transposed copies of the table)
+            column = torch.cumsum(present, 0)  # (N_out, K)
+            counts = column[-1].clone() if len(column) else present.new_zeros(self.volume, dtype=torch.int64)
+            position = column.add_(_exclusive_cumsum(counts).sub_(1))
+            order = torch.masked_select(position, present)  # output-major (masked_select walks memory order)
+            in_rows = torch.empty_like(order).index_copy_(0, order, torch.masked_select(self.table, present))
+            self._select["pairs"] = (in_rows, counts.tolist(), order, _exclusive_cumsum(present.sum(1)))
         return self._select["pairs"]
 
     def selection(self, transposed: bool) -> "_SparseMatrix":
