@@ -490,3 +490,28 @@ def test_offset_pairs_equal_the_transposed_table_lists(stride):
     assert torch.equal(order, position[present])
     assert torch.equal(starts, torch.cumsum(present.sum(1), 0) - present.sum(1))
     assert torch.equal(in_rows[order], kmap.table[present])  # output-major: each output's pairs in offset order
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_one_pass_point_maps_equal_the_per_stride_maps(n_threads):
+    """:meth:`SparseContext.build_point_maps` (strides stacked) vs the per-stride ``on_input_coords`` maps."""
+    torch.set_num_threads(n_threads)
+    for coords in _pyramid_cases():
+        n_batch = int(coords[:, 0].max()) + 1
+        points, batch = coords[:, 1:].float(), coords[:, 0].to(torch.int64)
+        for rounding in ("floor", "trunc"):
+            one_pass = SparseContext(coords, n_batch, rounding=rounding, backend="torch")
+            per_stride = SparseContext(coords, n_batch, rounding=rounding, backend="torch")
+            assert one_pass.build_pyramid() and per_stride.build_pyramid()
+            assert one_pass.build_point_maps(points, (2, 4, 16))
+            for s in (2, 4, 16):
+                x = SparseVoxels(per_stride._maps[("subm", s)].out_coords, torch.randn(1, 3), s)
+                x = x.replace(torch.randn(len(x.coords), 3))
+                sparse_module.voxel_to_point_fused(x, points, batch, per_stride, on_input_coords=True)
+                sparse_module.point_to_voxel_fused(x, torch.randn(len(points), 3), points, batch, per_stride,
+                                                   on_input_coords=True)
+                for kind in ("v2p", "p2v"):
+                    for got, ref in zip(one_pass._point_maps[(kind, s)], per_stride._point_maps[(kind, s)]):
+                        assert torch.equal(got, ref), (kind, s, rounding)
+    lazy = SparseContext(coords, 1, backend="torch")
+    assert not lazy.build_point_maps(points, (4,))  # needs the one-pass grids

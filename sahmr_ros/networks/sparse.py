@@ -528,6 +528,75 @@ class SparseContext:
         self._pyramid = True
         return True
 
+    def build_point_maps(self, points: torch.Tensor, strides: tuple[int, ...]) -> bool:
+        """Inference: the point <-> voxel maps of the input voxels' points at several strides in one pass.
+
+        The maps :func:`voxel_to_point_fused` and :func:`point_to_voxel_fused` build one stride at a time with
+        ``on_input_coords`` (same values, same order), for all ``strides`` at once: each operation runs on
+        the stacked strides (corner weights, one read of the stacked lookup tables, one stable sort of the
+        points by their voxel with every stride's keys in its own range).
+
+        Args:
+            points: (P, 3) float, the context's stride-1 coordinates ``coords[:, 1:]`` in row order.
+            strides: strides whose maps to build (those already cached are kept).
+
+        Returns:
+            True when built; False, building nothing, unless :meth:`build_pyramid` built every stride's grid.
+        """
+        if not self._pyramid or not all(isinstance(self._indices.get(s), VoxelGrid) for s in strides):
+            return False
+        strides = tuple(s for s in strides if ("v2p", s) not in self._point_maps or ("p2v", s) not in self._point_maps)
+        if not strides:
+            return True
+        grids = [self._indices[s] for s in strides]
+        device = points.device
+        with torch.no_grad():
+            c = self.coords.to(torch.int64)
+            b, xyz = c[:, 0], c[:, 1:]
+            s_int = torch.tensor(strides, dtype=torch.int64, device=device)
+            lo = torch.stack([g.lo for g in grids])  # (L, B, 3)
+            lo = lo if lo.shape[1] == 1 else lo[:, b]
+            axis = torch.stack([g._axis for g in grids])  # (L, 3)
+            sizes = [len(g.table) for g in grids]
+            base = torch.tensor([sum(sizes[:i]) for i in range(len(sizes))], dtype=torch.int64, device=device)
+            volume = torch.tensor([g.volume for g in grids], dtype=torch.int64, device=device)
+            # (L, P) table entry of each point's cell floor(c / s) (corner 0), in the stacked tables
+            cell = torch.div(xyz[None], s_int[:, None, None], rounding_mode="floor") - lo
+            first = (cell * axis[:, None]).sum(2).add_(b * volume[:, None]).add_(base[:, None])
+            # corner weights as :func:`_input_point_corners` computes them: (L, 8, P)
+            s_f = s_int.to(points.dtype)[:, None, None]
+            p = points.t()[None]
+            frac = (p - torch.floor(p / s_f) * s_f) / s_f  # (L, 3, P)
+            w_axis = torch.stack([1.0 - frac, frac], dim=2)  # (L, 3, 2, P)
+            w = (w_axis[:, 0, :, None, None] * w_axis[:, 1, None, :, None] * w_axis[:, 2, None, None, :])
+            w = w.view(len(strides), 8, -1)
+            delta = (_CORNERS.to(device)[None] * axis[:, None]).sum(2)  # (L, 8)
+            tables = torch.cat([g.table for g in grids])
+            rows = tables.index_select(0, (delta[:, :, None] + first[:, None]).view(-1)).view(w.shape)
+            present = (rows >= 0) & (w != 0)
+            w = torch.where(present, w, 0.0)
+            w = w / (w.sum(dim=1, keepdim=True) + 1e-8)
+            v2p_rows = torch.where(present, rows, 0).transpose(1, 2).contiguous()  # (L, P, 8)
+            v2p_w = w.transpose(1, 2).contiguous()
+            # point -> voxel bags: each point's voxel is its corner-0 row (-1: none); sort the points by voxel
+            own = rows[:, 0]  # (L, P)
+            n = [len(self._maps[("subm", s)].out_coords) for s in strides]  # voxels per stride
+            slot = [sum(n[:i]) + i for i in range(len(n))]  # level l's keys: slot[l] .. slot[l] + n[l] (absent)
+            valid = own >= 0
+            absent = torch.tensor(n, dtype=torch.int64, device=device)[:, None]
+            key = (torch.where(valid, own, absent) + torch.tensor(slot, dtype=torch.int64, device=device)[:, None])
+            key = key.view(-1)
+            order = torch.argsort(key, stable=True)  # level-major: level l's points are entries l P .. l P + P - 1
+            counts = torch.bincount(key, minlength=slot[-1] + n[-1] + 1)
+            n_points = len(points)
+            n_valid = valid.sum(1).tolist()
+            for level, s in enumerate(strides):
+                begin = level * n_points
+                self._point_maps[("v2p", s)] = (v2p_rows[level], v2p_w[level])
+                self._point_maps[("p2v", s)] = (order[begin:begin + n_valid[level]] - begin,
+                                                _exclusive_cumsum(counts[slot[level]:slot[level] + n[level]]))
+        return True
+
 
 class KernelMap:
     """Which input row each output row reads at each kernel offset, for the torch backend.

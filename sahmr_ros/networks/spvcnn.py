@@ -237,6 +237,8 @@ class SPVCNN(nn.Module):
         so at stride 1 both maps are the identity.
         """
         fast = ctx.build_pyramid()  # every stride's maps at once; False: built lazily
+        if fast:  # the point <-> voxel maps of x4 and y2 (strides 16 and 4) in one pass too
+            ctx.build_point_maps(points, (ctx.max_stride // 4, ctx.max_stride))
         x0 = SparseVoxels(coords, self.fc_in(feats), 1)
         # the GEMM operand dtype is fixed here (bf16 under CPU bf16 autocast), then autocast is off throughout
         gemm = _gemm_dtype(torch.float32, feats.device)
