@@ -209,6 +209,8 @@ class Pipeline:
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu" and self.autocast_dtype is not None:  # half weights once, not per call
             store_weights_in(self.model.network_layers(), self.autocast_dtype)
+        else:
+            _require_float32_weights(self.model, self.precision, self.device)
         self.faces = np.asarray(faces, dtype=np.int64)
         self.mesh_levels = mesh_levels or {C.NUM_VERTICES: full_mesh_level(faces)}
         self.weights_description = weights_description
@@ -451,6 +453,20 @@ class Pipeline:
                 (self._clock.start if start else self._clock.stop)(name)
 
         return hook
+
+
+def _require_float32_weights(model: SAHMR, precision: str, device: torch.device) -> None:
+    """Refuse a model whose network weights a half-precision CPU Pipeline already stored in bf16 / fp16.
+
+    Autocast runs fp32 and CUDA half precision from float32 weights; half-precision weights would fail at
+    the first convolution, and converting them back would silently keep their rounding.
+    """
+    dtypes = {p.dtype for layer in model.network_layers() for p in layer.parameters() if p.is_floating_point()}
+    if dtypes - {torch.float32}:
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes - {torch.float32}))
+        raise InputError(f"model: its network weights are stored in {names} (a half-precision CPU Pipeline built "
+                         f"on the same model converted them); load the checkpoint again for precision "
+                         f"{precision} on {device}")
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -227,6 +227,16 @@ def test_half_precision_on_cpu_matches_fp32(synthetic_model_dir, demo_scene, pip
         assert pb.vertices_map.dtype == np.float32 and np.isfinite(pb.vertices_map).all()
 
 
+def test_a_model_converted_by_a_half_precision_pipeline_is_refused_for_fp32(synthetic_model_dir):
+    """A bf16 CPU Pipeline stores the network weights in bf16; an fp32 Pipeline on that model says so."""
+    half = Pipeline.embedded_default(synthetic_model_dir, PipelineConfig(device="cpu", precision="bf16"))
+    layers = half.model.network_layers()
+    assert {p.dtype for layer in layers for p in layer.parameters()} >= {torch.bfloat16}
+    assert half.model.mesh_network.upsampling.weight.dtype == torch.float32  # geometry layers untouched
+    with pytest.raises(InputError, match="stored in bfloat16 .* load the checkpoint again for precision fp32"):
+        Pipeline(half.model, half.faces, PipelineConfig(device="cpu", precision="fp32"))
+
+
 def test_missing_model_files_are_all_named(tmp_path):
     with pytest.raises(ModelFilesMissingError) as err:
         Pipeline.from_model_dir(tmp_path, preset="small")
