@@ -1,4 +1,4 @@
-"""Inference-time folding of BatchNorm into the preceding convolution.
+"""Inference-time derived weights: BatchNorm folded into the preceding convolution, and their cache.
 
 In eval mode a BatchNorm is an affine map per channel, ``y = (x - mean) * g / sqrt(var + eps) + b``,
 so ``bn(conv(x))`` equals one convolution with the weight scaled per output channel and a new bias.
@@ -10,15 +10,19 @@ cached on the conv module as a plain attribute (not a parameter or buffer, so ``
 checkpoint keys are unchanged). The cache is keyed on the storage address and version counter of
 every tensor involved, so it is rebuilt after ``load_state_dict``, ``.to(...)``, an optimiser step
 or any in-place change (e.g. of ``running_mean``). Training (train-mode BN, autograd) never uses it.
+:func:`derived` is that cache for any tensors derived from parameters (the sparse CNN's folded kernels,
+the mesh network's composed upsampling), :func:`bn_affine` the eval-mode BatchNorm as scale and shift.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["can_fold", "conv_bn", "folded_conv_bn"]
+__all__ = ["bn_affine", "bn_tensors", "can_fold", "conv_bn", "derived", "folded_conv_bn"]
 
 _CACHE_ATTR = "_sahmr_folded_bn"
 # Weights folded only where they are stored in float32 or better. Folded into bf16 weights (re-rounded,
@@ -26,6 +30,58 @@ _CACHE_ATTR = "_sahmr_folded_bn"
 # heatmap peak on the trained small default by a cell (1.2 m) and tripled the vertex error against fp32
 # (test/test_precision_trained.py); half-precision weights keep a separate BN
 _FOLD_DTYPES = (torch.float32, torch.float64)
+_DERIVED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _versions(tensors) -> tuple | None:
+    """Version counters of ``tensors`` (None entries: 0); None when one is an inference tensor (it has none)."""
+    try:
+        return tuple([0 if t is None else t._version for t in tensors])
+    except RuntimeError:  # an inference tensor: only its address can be compared
+        return None
+
+
+def derived(owner: nn.Module, tag: tuple, tensors: tuple, build):
+    """``build()``, cached on ``owner`` under ``tag`` until any of ``tensors`` changes (storage or version).
+
+    Weights derived for inference from parameters and buffers: an optimiser step, a ``load_state_dict``
+    or a replaced parameter changes a tensor's version or storage, and the next call rebuilds. Nothing is
+    stored in the module's state dict. Tensors created in inference mode have no version counter; for
+    them only identity and address are compared.
+    """
+    entries = _DERIVED.get(owner)
+    if entries is None:
+        entries = _DERIVED[owner] = {}
+    stamp = (tuple(t.data_ptr() for t in tensors), _versions(tensors))
+    hit = entries.get(tag)
+    if hit is not None and len(hit[0]) == len(tensors) and all(t is u for t, u in zip(tensors, hit[0])) \
+            and hit[1] == stamp:
+        return hit[2]
+    value = build()
+    entries[tag] = (tensors, stamp, value)
+    return value
+
+
+def bn_tensors(bn: nn.Module | None) -> tuple:
+    """Return the parameters and running statistics a BatchNorm has (none for ``bn=None``)."""
+    if bn is None:
+        return ()
+    return tuple(t for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None)
+
+
+def bn_affine(bn: nn.Module | None, c_out: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as ``y * scale + shift``: ((Cout,), (Cout,)) in ``dtype`` (identity if None)."""
+    if bn is None:
+        return torch.ones(c_out, dtype=dtype, device=device), torch.zeros(c_out, dtype=dtype, device=device)
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("folding batch norm needs running statistics (track_running_stats=True)")
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(dtype)
+    shift = -bn.running_mean.to(dtype) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(dtype)
+    return scale, shift
 
 
 def can_fold(bn: nn.BatchNorm2d) -> bool:
@@ -55,11 +111,7 @@ def _stamp(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple:
     params, bn_params, buffers = conv._parameters, bn._parameters, bn._buffers
     tensors = (params["weight"], params.get("bias"), bn_params.get("weight"), bn_params.get("bias"),
                buffers.get("running_mean"), buffers.get("running_var"))
-    try:
-        versions = tuple([0 if t is None else t._version for t in tensors])
-    except RuntimeError:  # an inference tensor
-        versions = None
-    return tuple([0 if t is None else t.data_ptr() for t in tensors]), versions, bn.eps
+    return tuple([0 if t is None else t.data_ptr() for t in tensors]), _versions(tensors), bn.eps
 
 
 def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
@@ -87,13 +139,9 @@ def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d,
         memory_format = torch.channels_last if _is_channels_last(weight) else torch.contiguous_format
     with torch.no_grad():
         acc = torch.promote_types(weight.dtype, torch.float32)
-        scale = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.to(acc)
-        shift = -bn.running_mean.to(acc) if conv.bias is None else conv.bias.to(acc) - bn.running_mean
-        bias = shift * scale
-        if bn.bias is not None:
-            bias = bias + bn.bias.to(acc)
+        scale, bias = bn_affine(bn, weight.shape[0], acc, weight.device)
+        if conv.bias is not None:
+            bias = bias + conv.bias.to(acc) * scale
         folded = (weight.to(acc) * scale.view(-1, *[1] * (weight.ndim - 1))).to(weight.dtype)
         folded = folded.contiguous(memory_format=memory_format)
         bias = bias.to(weight.dtype)

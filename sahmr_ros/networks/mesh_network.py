@@ -45,6 +45,7 @@ from torch import nn
 from sahmr_ros import constants
 from sahmr_ros.errors import InputError
 from sahmr_ros.networks.attention import LinearAttentionLayer
+from sahmr_ros.networks.fusion import derived
 from sahmr_ros.networks.precision import at_least_float32, full_precision
 
 __all__ = [
@@ -596,10 +597,6 @@ class VertexUpsampling(nn.Module):
     maps applied in turn up to float32 round-off (about 1e-6 m).
     """
 
-    def __init__(self):
-        super().__init__()
-        self._composed: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
-
     def forward(
         self, coarse: torch.Tensor, first: nn.Linear, second: nn.Linear
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -610,17 +607,15 @@ class VertexUpsampling(nn.Module):
         if torch.is_grad_enabled():
             full = second(mid)
         else:
-            weight, bias = self._composed_map(first, second, coarse.dtype)
+            tensors = (first.weight, first.bias, second.weight, second.bias)
+
+            def compose():
+                w1, b1, w2, b2 = (t.detach().to(torch.float64) for t in tensors)
+                return (w2 @ w1).to(coarse.dtype), (w2 @ b1 + b2).to(coarse.dtype)
+
+            weight, bias = derived(self, ("composed", coarse.dtype), tensors, compose)
             full = F.linear(by_axis, weight, bias)  # (B, 3, 6890)
         return mid.transpose(1, 2), full.transpose(1, 2)
-
-    def _composed_map(self, first: nn.Linear, second: nn.Linear, dtype: torch.dtype):
-        tensors = (first.weight, first.bias, second.weight, second.bias)
-        key = tuple((t.data_ptr(), t._version) for t in tensors) + (dtype,)
-        if self._composed is None or self._composed[0] != key:
-            w1, b1, w2, b2 = (t.detach().to(torch.float64) for t in tensors)
-            self._composed = (key, (w2 @ w1).to(dtype), (w2 @ b1 + b2).to(dtype))
-        return self._composed[1], self._composed[2]
 
 
 def _used_contact_columns(contact_mask: torch.Tensor) -> int:

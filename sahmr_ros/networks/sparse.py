@@ -35,7 +35,6 @@ import itertools
 import math
 import os
 import warnings
-import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
@@ -43,6 +42,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from sahmr_ros.networks.fusion import bn_affine, bn_tensors, derived
 from sahmr_ros.networks.precision import at_least_float32, full_precision
 
 try:  # spconv is a hard dependency of the sparse CNN; imported lazily for a clear error.
@@ -1239,47 +1239,6 @@ def kernel_from_torchsparse(kernel: torch.Tensor, kernel_size: int) -> torch.Ten
 # calls cost about as much as this many wasted multiply-adds (timed on the stride-1 maps, bench/sparse.py)
 _PAIRS_MIN_WASTED_MACS = 6_000_000
 _PAIRS_MIN_OUT_CHANNELS = 16
-_PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def _prepared(owner: nn.Module, tag: tuple, tensors: tuple, build):
-    """``build()``, cached on ``owner`` under ``tag`` until any of ``tensors`` changes (storage or version).
-
-    Weights folded for inference are derived from parameters and buffers; an optimiser step, a
-    ``load_state_dict`` or a replaced parameter changes a tensor's version or storage, and the next call
-    rebuilds. Nothing is stored in the module's state dict.
-    """
-    entries = _PREPARED.get(owner)
-    if entries is None:
-        entries = _PREPARED[owner] = {}
-    hit = entries.get(tag)
-    if hit is not None and len(hit[0]) == len(tensors) and all(
-            t is u and t._version == v and t.data_ptr() == p for t, (u, v, p) in zip(tensors, hit[0])):
-        return hit[1]
-    value = build()
-    entries[tag] = (tuple((t, t._version, t.data_ptr()) for t in tensors), value)
-    return value
-
-
-def _bn_tensors(bn: nn.BatchNorm1d | None) -> tuple:
-    if bn is None:
-        return ()
-    return tuple(t for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None)
-
-
-def _bn_affine(bn: nn.BatchNorm1d | None, c_out: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode batch norm as ``y * scale + shift``: ((Cout,), (Cout,)) in ``dtype`` (identity if None)."""
-    if bn is None:
-        return torch.ones(c_out, dtype=dtype, device=device), torch.zeros(c_out, dtype=dtype, device=device)
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("folding batch norm needs running statistics (track_running_stats=True)")
-    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.to(dtype)
-    shift = -bn.running_mean.to(dtype) * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.to(dtype)
-    return scale, shift
 
 
 def fusable(module: nn.Module, ctx: "SparseContext") -> bool:
@@ -1305,14 +1264,14 @@ def fused_linear(linear: nn.Linear, feats: torch.Tensor, bn: nn.BatchNorm1d | No
     gemm = gemm or _gemm_dtype(dtype, feats.device)
 
     def build():
-        scale, shift = _bn_affine(bn, linear.weight.shape[0], dtype, feats.device)
+        scale, shift = bn_affine(bn, linear.weight.shape[0], dtype, feats.device)
         w = (linear.weight.to(dtype) * scale[:, None]).t().to(gemm)
         if linear.bias is not None:
             shift = shift + linear.bias.to(dtype) * scale
         return w, shift.to(gemm), shift
 
-    tensors = (linear.weight,) + (() if linear.bias is None else (linear.bias,)) + _bn_tensors(bn)
-    w, shift_gemm, shift = _prepared(linear, ("linear", gemm, dtype), tensors, build)
+    tensors = (linear.weight,) + (() if linear.bias is None else (linear.bias,)) + bn_tensors(bn)
+    w, shift_gemm, shift = derived(linear, ("linear", gemm, dtype), tensors, build)
     with _autocast_off(feats.device):
         if gemm == dtype:
             out = torch.addmm(shift, feats.to(gemm), w)
@@ -1359,7 +1318,7 @@ def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str,
         form = "pairs" if pairs else "subm"
 
     def build():
-        scale, shift = _bn_affine(bn, c_out, dtype, feats.device)
+        scale, shift = bn_affine(bn, c_out, dtype, feats.device)
         w = weight.to(dtype).reshape(c_out, volume, c_in) * scale[:, None, None]  # (Cout, K, Cin)
         if form == "down":
             return w.permute(1, 2, 0).reshape(volume * c_in, c_out).to(gemm), shift  # row k * Cin + i
@@ -1367,7 +1326,7 @@ def fused_conv(conv: nn.Module, feats: torch.Tensor, kmap: KernelMap, kind: str,
             return w.permute(1, 2, 0).to(gemm).unbind(0), shift  # K of (Cin, Cout)
         return w.permute(2, 1, 0).reshape(c_in, volume * c_out).to(gemm), shift  # column k * Cout + j
 
-    w, shift = _prepared(conv, ("conv", form, gemm, dtype), (weight,) + _bn_tensors(bn), build)
+    w, shift = derived(conv, ("conv", form, gemm, dtype), (weight,) + bn_tensors(bn), build)
     with _autocast_off(feats.device):
         f = feats.to(gemm)
         if form == "subm":
