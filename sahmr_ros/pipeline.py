@@ -461,9 +461,10 @@ def _require_float32_weights(model: SAHMR, precision: str, device: torch.device)
     Autocast runs fp32 and CUDA half precision from float32 weights; half-precision weights would fail at
     the first convolution, and converting them back would silently keep their rounding.
     """
-    dtypes = {p.dtype for layer in model.network_layers() for p in layer.parameters() if p.is_floating_point()}
-    if dtypes - {torch.float32}:
-        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes - {torch.float32}))
+    half = {p.dtype for layer in model.network_layers() for p in layer.parameters() if p.is_floating_point()}
+    half.discard(torch.float32)
+    if half:
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in half))
         raise InputError(f"model: its network weights are stored in {names} (a half-precision CPU Pipeline built "
                          f"on the same model converted them); load the checkpoint again for precision "
                          f"{precision} on {device}")
