@@ -268,7 +268,7 @@ def in_crop_frustum(
     Args:
         points_camera: (N, 3) camera optical frame.
         K: (3, 3).
-        bbx_lurb: (4,) crop box in full-image pixels.
+        bbx_lurb: (4,) crop box in full-image pixels, or (N, 4) one box per point.
 
     Returns:
         (N,) bool mask.
@@ -276,7 +276,8 @@ def in_crop_frustum(
     z = points_camera[:, 2]
     mask = (z >= near) & (z <= far)
     uv = project_points(points_camera[mask], K)
-    l, u, r, b = np.asarray(bbx_lurb, dtype=np.float64)
+    boxes = np.asarray(bbx_lurb, dtype=np.float64)
+    l, u, r, b = (boxes[mask] if boxes.ndim == 2 else boxes).T
     inside = (uv[:, 0] >= l) & (uv[:, 0] <= r) & (uv[:, 1] >= u) & (uv[:, 1] <= b)
     mask[np.flatnonzero(mask)[~inside]] = False
     return mask

@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 
 from sahmr_ros import constants as C
 from sahmr_ros.errors import InputError
-from sahmr_ros.geometry import invert_transform, transform_points, voxel_downsample
+from sahmr_ros.geometry import in_crop_frustum, invert_transform, transform_points, voxel_downsample
 
 __all__ = ["Scene"]
 
@@ -131,28 +131,6 @@ class Scene:
         key_dtype = torch.int32 if len(anchors) * n < 2**31 else torch.int64
         keys = torch.unique(torch.from_numpy(keys).to(key_dtype), sorted=True).numpy().astype(np.int64)
         person, index = np.divmod(keys, n)
-        counts = np.bincount(person, minlength=len(anchors))
         pts_cam = transform_points(invert_transform(T_map_camera), self.points_map[index].astype(np.float64))
-        inside = _in_crop_frustums(pts_cam, K, boxes, counts)
+        inside = in_crop_frustum(pts_cam, K, boxes[person])  # each point against its person's box
         return pts_cam[inside], person[inside]
-
-
-def _in_crop_frustums(points_camera: np.ndarray, K: np.ndarray, bbx_lurb: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """:func:`geometry.in_crop_frustum` for points grouped by crop box (the same arithmetic).
-
-    Args:
-        points_camera: (N, 3) camera optical frame, metres: ``counts[0]`` points of box 0, then
-            ``counts[1]`` of box 1, ...
-        K: (3, 3) intrinsics.
-        bbx_lurb: (B, 4) crop boxes ``(left, upper, right, bottom)``, full-image pixels.
-        counts: (B,) points per box, summing to N.
-
-    Returns:
-        (N,) bool mask: near <= z <= far and the projection inside the point's box (inclusive).
-    """
-    z = points_camera[:, 2]
-    uvw = points_camera @ np.asarray(K).T  # as project_points; rows with z out of range are masked below
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
-    left, upper, right, bottom = (np.repeat(bbx_lurb[:, k], counts) for k in range(4))
-    return (z >= C.FRUSTUM_NEAR_M) & (z <= C.FRUSTUM_FAR_M) & (u >= left) & (u <= right) & (v >= upper) & (v <= bottom)
