@@ -40,7 +40,6 @@ __all__ = [
     "RCNet",
     "select_roi",
     "voxelise_roi_points",
-    "fixed_size_contacts",
     "fixed_size_contacts_batch",
 ]
 
@@ -326,41 +325,18 @@ def select_roi(points_camera: torch.Tensor, root_camera: torch.Tensor, radius: f
         return (torch.cdist(points, anchors.to(points.dtype)) <= radius).any(dim=1)
 
 
-def fixed_size_contacts(
-    points: torch.Tensor, labels: torch.Tensor, n: int = C.NUM_CONTACT_POINTS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bring one person's contact points to exactly ``n``, deterministically.
-
-    More than ``n``: ``n`` evenly spaced picks in the given order (the official code draws random
-    indices with replacement, which makes inference non-deterministic). Fewer: zero-padded with
-    label 0 (masked out by the mesh network).
-
-    Args:
-        points: (k, 3); labels: (k,) int64.
-
-    Returns:
-        (n, 3) points and (n,) labels.
-    """
-    k = len(points)
-    if k > n:
-        idx = torch.div(torch.arange(n, device=points.device) * k, n, rounding_mode="floor")
-        return points[idx], labels[idx]
-    pad = n - k
-    return F.pad(points, (0, 0, 0, pad)), F.pad(labels, (0, pad))
-
-
 def fixed_size_contacts_batch(
     points: list[torch.Tensor],
     labels: list[torch.Tensor],
     n: int = C.NUM_CONTACT_POINTS,
     origin: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fixed_size_contacts` of B persons at once, optionally relative to an origin each.
+    """Bring each of B persons' contact points to exactly ``n``, deterministically, optionally relative to an origin.
 
-    Row ``b`` is ``fixed_size_contacts(points[b] - origin[b], labels[b], n)``, bit for bit, with one
-    gather over all persons' points instead of a loop: the picks (evenly spaced when
-    ``k_b > n``, the first ``k_b`` otherwise) index the concatenated points, and the rows past
-    ``k_b`` are zero points with label 0.
+    Person b with ``k_b > n`` points: ``n`` evenly spaced picks in the given order (the official code
+    draws random indices with replacement, which makes inference non-deterministic); with fewer: its
+    ``k_b`` points, then zero points with label 0 (masked out by the mesh network). One gather over
+    all persons' points instead of a loop.
 
     Args:
         points: B tensors (k_b, 3), metres (e.g. camera optical frame); k_b may be 0.
